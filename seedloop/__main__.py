@@ -1,0 +1,3 @@
+from seedloop.cli import main
+
+main()

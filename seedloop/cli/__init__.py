@@ -1,0 +1,26 @@
+"""The `seedloop` command. Each command group lives in its own module."""
+
+from __future__ import annotations
+
+import typer
+
+from seedloop import __version__
+from seedloop.cli import generate as _generate
+from seedloop.cli import seeds as _seeds
+
+app = typer.Typer(name="seedloop", no_args_is_help=True, add_completion=False,
+                  help="Turn a handful of seed examples into a specialist model.")
+app.add_typer(_seeds.app, name="seeds")
+app.command("generate")(_generate.generate)
+app.command("ledger")(_generate.ledger)
+
+
+@app.callback(invoke_without_command=True)
+def _root(version: bool = typer.Option(False, "--version", help="Print the version and exit.")) -> None:
+    if version:
+        typer.echo(__version__)
+        raise typer.Exit()
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,114 @@
+"""`seedloop generate` and `seedloop ledger`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from seedloop.cli.common import console, default_cache, handle_errors, out
+from seedloop.errors import InputError
+from seedloop.tables import TABLE_SUFFIXES, export_hf, write_table
+from synth.cache import RequestCache
+from synth.engine import Limits
+from synth.generate import METHODS, run_generate
+from synth.seeds import load_seeds
+
+
+def _check_suffix(path: Path | None, option: str) -> None:
+    if path is not None and path.suffix.lower() not in TABLE_SUFFIXES:
+        raise InputError(f"{option} must end in .parquet or .jsonl", file=str(path))
+
+
+@handle_errors
+def generate(
+    seeds: Path = typer.Option(..., "--seeds", help="Seed file (any format `seedloop seeds inspect` reads)."),
+    out_path: Path = typer.Option(..., "--out", help="Where to write the records: .parquet or .jsonl."),
+    n: int = typer.Option(100, "--n", help="How many new records to generate."),
+    teacher: str = typer.Option("local", help="local | local:PATH | openai:MODEL | anthropic:MODEL."),
+    method: str = typer.Option("self-instruct", help=f"{' | '.join(METHODS)}."),
+    seed_format: str = typer.Option(None, "--format", help="Force the seed format instead of detecting it."),
+    base_url: str = typer.Option(None, help="OpenAI-compatible server URL (else $OPENAI_BASE_URL)."),
+    concurrency: int = typer.Option(8, help="Requests in flight at once."),
+    rpm: float = typer.Option(None, help="Requests-per-minute limit."),
+    tpm: float = typer.Option(None, help="Tokens-per-minute limit (prompt estimate + max tokens)."),
+    max_retries: int = typer.Option(5, help="Retries of a failed request (429, 5xx, timeouts)."),
+    max_cost: float = typer.Option(None, help="Stop before this job's spend (USD) would pass this."),
+    prices: Path = typer.Option(None, help="YAML price table merged over the built-in one."),
+    cache: Path = typer.Option(None, help="Request cache and ledger (default $SEEDLOOP_CACHE or .seedloop/cache.sqlite)."),
+    seed: int = typer.Option(0, help="Random seed: the same seed and settings give the same requests."),
+    temperature: float = typer.Option(0.7, help="Teacher sampling temperature."),
+    classify: str = typer.Option("auto", help="Self-Instruct: how classification tasks are spotted: "
+                                 "auto (rule for local teachers, else teacher) | rule | teacher."),
+    hf_dataset: Path = typer.Option(None, help="Also save a Hugging Face `datasets` folder here."),
+    drops: Path = typer.Option(None, help="Also write the dropped candidates with their reasons (.parquet/.jsonl)."),
+) -> None:
+    """Expand a seed file into new instruction data with a teacher model.
+
+    Every request is cached: kill the run at any point and start it again, and it resumes without
+    paying for anything twice. Rows record their teacher, prompt template and parent ids.
+    """
+    _check_suffix(out_path, "--out")
+    _check_suffix(drops, "--drops")
+    seed_df = load_seeds(seeds, seed_format)
+    limits = Limits(concurrency=concurrency, rpm=rpm, tpm=tpm, max_retries=max_retries)
+    console.print(f"[bold]seedloop generate[/] {len(seed_df)} seeds from {seeds} -> {n} records, "
+                  f"teacher {teacher}, method {method}", highlight=False)
+    options = {"temperature": temperature}
+    if method == "self-instruct":
+        options["classify"] = classify
+    with Progress(TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), console=console, transient=False) as bar:
+        task = bar.add_task("generating", total=n)
+        result = run_generate(seed_df, n=n, teacher=teacher, cache=cache or default_cache(),
+                              job=f"generate:{out_path.resolve()}", method=method, limits=limits,
+                              base_url=base_url, prices=prices, max_cost=max_cost, seed=seed,
+                              progress=lambda k: bar.update(task, completed=k), **options)
+    write_table(result.records, out_path)
+    if drops:
+        write_table(result.drops, drops)
+    if hf_dataset:
+        export_hf(result.records, hf_dataset)
+    _summary(result, out_path)
+
+
+def _summary(result, out_path: Path) -> None:
+    s = result.stats
+    table = Table(title="generation", show_header=False)
+    table.add_row("records written", f"{len(result.records)} -> {out_path}")
+    table.add_row("slots run", str(result.slots))
+    table.add_row("requests sent / cached / retried", f"{s.sent} / {s.cached} / {s.retries}")
+    table.add_row("tokens in / out (this run)", f"{s.input_tokens} / {s.output_tokens}")
+    table.add_row("cost this run / job total", f"${s.cost:.4f} / ${result.spent:.4f}")
+    for reason, count in result.drop_counts.most_common():
+        table.add_row(f"dropped: {reason}", str(count))
+    console.print(table)
+    if result.stop_reason == "budget":
+        console.print(f"[yellow]stopped at the budget:[/] {result.message}")
+    elif result.stop_reason == "exhausted":
+        console.print(f"[yellow]fewer records than asked:[/] {result.message}")
+
+
+@handle_errors
+def ledger(
+    cache: Path = typer.Option(None, help="Request cache (default $SEEDLOOP_CACHE or .seedloop/cache.sqlite)."),
+    job: str = typer.Option(None, help="Only this job (e.g. 'generate:/abs/out.parquet')."),
+) -> None:
+    """Tokens and dollars spent, per teacher model (from the request cache)."""
+    path = cache or default_cache()
+    if not path.exists():
+        raise InputError("no request cache here yet: run `seedloop generate` first, or pass --cache", file=str(path))
+    store = RequestCache(path)
+    rows = store.ledger(job)
+    table = Table(title=f"ledger: {path}")
+    for col in ("teacher", "requests", "input tokens", "output tokens", "cost (USD)"):
+        table.add_column(col, justify="left" if col == "teacher" else "right")
+    for r in rows:
+        table.add_row(r.teacher, str(r.requests), str(r.input_tokens), str(r.output_tokens), f"{r.cost:.4f}")
+    if rows:
+        table.add_row("[bold]total", str(sum(r.requests for r in rows)), str(sum(r.input_tokens for r in rows)),
+                      str(sum(r.output_tokens for r in rows)), f"[bold]{sum(r.cost for r in rows):.4f}")
+    out.print(table)
+    store.close()

@@ -1,0 +1,1 @@
+"""synth: seed files in, generated instruction data out, through any teacher."""

@@ -1,0 +1,128 @@
+"""The request engine: a teacher behind the cache, a concurrency cap, rate limits, retries and a budget.
+
+`TeacherClient.complete` is all a strategy calls. A cached request returns at once and costs
+nothing; two identical requests in flight are sent once; transient failures (429, 5xx, timeouts,
+dropped connections, malformed bodies) are retried with exponential backoff and full jitter,
+never sooner than the server's Retry-After. `--max-cost` is enforced before sending: each request
+reserves its worst case (estimated prompt + max_tokens), so the budget is never passed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections import Counter
+from dataclasses import dataclass, field
+
+from aiolimiter import AsyncLimiter
+
+from seedloop.errors import BudgetExceeded, TeacherError
+from synth.cache import RequestCache
+from synth.prices import Price, PriceTable
+from synth.teachers.base import ChatRequest, Completion, Teacher, TransientError, cache_key
+
+
+@dataclass
+class Limits:
+    concurrency: int = 8
+    rpm: float | None = None       # requests per minute
+    tpm: float | None = None       # tokens per minute (prompt estimate + max_tokens)
+    max_retries: int = 5
+    backoff: float = 0.5           # seconds before the first retry; doubles each time
+    max_backoff: float = 60.0
+
+
+@dataclass
+class Stats:
+    sent: int = 0
+    cached: int = 0
+    retries: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost: float = 0.0
+    errors: Counter = field(default_factory=Counter)
+
+
+class TeacherClient:
+    def __init__(self, teacher: Teacher, cache: RequestCache, *, limits: Limits | None = None,
+                 prices: PriceTable | None = None, max_cost: float | None = None, job: str = "default",
+                 rng: random.Random | None = None):
+        self.teacher, self.cache, self.job = teacher, cache, job
+        self.limits = limits or Limits()
+        prices = prices or PriceTable.load()
+        self.price: Price | None = prices.require(teacher.spec) if max_cost is not None else prices.get(teacher.spec)
+        self.max_cost = max_cost
+        self.stats = Stats()
+        self._sem = asyncio.Semaphore(self.limits.concurrency)
+        self._rpm = AsyncLimiter(self.limits.rpm, 60) if self.limits.rpm else None
+        self._tpm = AsyncLimiter(self.limits.tpm, 60) if self.limits.tpm else None
+        self._key_locks: dict[str, asyncio.Lock] = {}
+        self._spent = cache.spent(job)  # earlier runs of the same job count against the budget
+        self._reserved = 0.0
+        self._rng = rng or random.Random()
+
+    @property
+    def spec(self) -> str:
+        return self.teacher.spec
+
+    @property
+    def spent(self) -> float:
+        return self._spent
+
+    async def complete(self, request: ChatRequest) -> Completion:
+        key = cache_key(self.teacher.provider, self.teacher.model, request)
+        hit = self.cache.get(key)
+        if hit is not None:
+            self.stats.cached += 1
+            return hit
+        lock = self._key_locks.setdefault(key, asyncio.Lock())
+        try:
+            async with lock:  # a twin request waits here, then finds the first one's answer cached
+                hit = self.cache.get(key)
+                if hit is not None:
+                    self.stats.cached += 1
+                    return hit
+                return await self._send(key, request)
+        finally:
+            if not lock.locked():
+                self._key_locks.pop(key, None)
+
+    async def _send(self, key: str, request: ChatRequest) -> Completion:
+        async with self._sem:
+            estimate = request.estimated_input_tokens()
+            worst = self.price.cost(estimate, request.max_tokens) if self.price else 0.0
+            if self.max_cost is not None and self._spent + self._reserved + worst > self.max_cost:
+                raise BudgetExceeded(f"the next request could cost up to ${worst:.4f}, which would pass "
+                                     f"--max-cost ${self.max_cost:.2f} (spent ${self._spent:.4f})")
+            self._reserved += worst
+            try:
+                result = await self._attempts(request, estimate + request.max_tokens)
+            finally:
+                self._reserved -= worst
+            cost = self.price.cost(result.input_tokens, result.output_tokens) if self.price else 0.0
+            self.cache.put(key, self.teacher.provider, self.teacher.model, request, result, cost, self.job)
+            self._spent += cost
+            s = self.stats
+            s.sent += 1
+            s.input_tokens += result.input_tokens
+            s.output_tokens += result.output_tokens
+            s.cost += cost
+            return result
+
+    async def _attempts(self, request: ChatRequest, tokens: int) -> Completion:
+        lim = self.limits
+        for attempt in range(lim.max_retries + 1):
+            if self._rpm:
+                await self._rpm.acquire()
+            if self._tpm:
+                await self._tpm.acquire(min(tokens, self._tpm.max_rate))
+            try:
+                return await self.teacher.complete(request)
+            except TransientError as exc:
+                self.stats.errors[str(exc)] += 1
+                if attempt == lim.max_retries:
+                    raise TeacherError(f"{self.spec}: gave up after {attempt + 1} attempts; last error: {exc}") from None
+                self.stats.retries += 1
+                delay = self._rng.uniform(0, min(lim.max_backoff, lim.backoff * 2 ** attempt))
+                await asyncio.sleep(max(delay, exc.retry_after or 0.0))
+        raise AssertionError("unreachable")

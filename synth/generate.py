@@ -1,0 +1,84 @@
+"""`seedloop generate`: seeds in, N new records out, through the slot scheduler and the engine."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import polars as pl
+
+from seedloop.errors import ConfigError
+from seedloop.record import to_frame
+from synth.cache import RequestCache
+from synth.engine import Limits, Stats, TeacherClient
+from synth.evol_instruct import EvolInstructGenerator
+from synth.prices import PriceTable
+from synth.scheduler import OrderedSlots
+from synth.self_instruct import SelfInstructGenerator
+from synth.teachers import make_teacher
+
+METHODS = {"self-instruct": SelfInstructGenerator, "evol-instruct": EvolInstructGenerator}
+
+
+@dataclass
+class GenerateResult:
+    records: pl.DataFrame
+    drops: pl.DataFrame
+    drop_counts: Counter
+    stats: Stats
+    slots: int
+    stop_reason: str
+    message: str
+    spent: float
+
+
+async def generate_async(seeds: pl.DataFrame, client: TeacherClient, *, n: int, method: str = "self-instruct",
+                         window: int | None = None, seed: int = 0, threshold: float = 0.7,
+                         progress: Callable[[int], None] | None = None, **method_options) -> GenerateResult:
+    if method not in METHODS:
+        raise ConfigError(f"unknown method '{method}': expected one of {', '.join(METHODS)}")
+    if n < 1:
+        raise ConfigError(f"--n must be at least 1, got {n}")
+    generator = METHODS[method](client, seeds.to_dicts(), **method_options)
+    slots = OrderedSlots(want=n, window=window or client.limits.concurrency, seed=seed,
+                         known_texts=generator.known_texts(), threshold=threshold, progress=progress)
+    outcome = await slots.run(generator)
+    drops = pl.DataFrame([_flat(d) for d in outcome.drops], infer_schema_length=None) if outcome.drops \
+        else pl.DataFrame({"reason": [], "text": []}, schema={"reason": pl.Utf8, "text": pl.Utf8})
+    return GenerateResult(records=to_frame(outcome.records), drops=drops,
+                          drop_counts=Counter(d["reason"] for d in outcome.drops), stats=client.stats,
+                          slots=outcome.slots, stop_reason=outcome.stop_reason, message=outcome.message,
+                          spent=client.spent)
+
+
+def _flat(d: dict) -> dict:
+    """Drops carry a few loose fields; keep them as text columns so any mix of them forms a table."""
+    keep = ("reason", "stage", "text", "instruction", "input", "similar_to", "similarity", "operation", "parent")
+    return {k: (None if d.get(k) is None else str(d[k])) for k in keep}
+
+
+def run_generate(seeds: pl.DataFrame, *, n: int, teacher: str = "local", cache: str | Path,
+                 job: str, method: str = "self-instruct", limits: Limits | None = None,
+                 base_url: str | None = None, prices: str | Path | None = None,
+                 max_cost: float | None = None, seed: int = 0, window: int | None = None,
+                 progress: Callable[[int], None] | None = None, **method_options) -> GenerateResult:
+    """Synchronous entry point: builds the teacher, cache and client, runs, cleans up."""
+    price_table = PriceTable.load(prices)
+    teacher_obj = make_teacher(teacher, base_url=base_url)
+    store = RequestCache(cache)
+
+    async def main() -> GenerateResult:
+        client = TeacherClient(teacher_obj, store, limits=limits, prices=price_table, max_cost=max_cost, job=job)
+        try:
+            return await generate_async(seeds, client, n=n, method=method, window=window, seed=seed,
+                                        progress=progress, **method_options)
+        finally:
+            await teacher_obj.aclose()
+
+    try:
+        return asyncio.run(main())
+    finally:
+        store.close()

@@ -1,0 +1,179 @@
+"""Runs a generator's slots concurrently yet deterministically, so a killed run resumes from the cache.
+
+A slot is one unit of generation work (for Self-Instruct: one "write new tasks" request and the
+instances of what it kept). Slots are numbered 0, 1, 2, ... and three rules make the whole run a
+function of (seeds, settings) alone, whatever order responses arrive in:
+
+1. Slot i starts only when slots 0..i-W are done (W = window), and it sees exactly their records
+   as its exemplar pool. Its prompts are therefore the same on every run, so a re-run finds them
+   in the request cache and pays for nothing twice.
+2. Near-duplicate admission (`SlotContext.admit`) happens strictly in slot order.
+3. The output is the first `want` records of the done prefix (slots 0..k all finished), in slot order.
+
+The cost of rule 1 is head-of-line blocking behind a slow slot; with W at least the concurrency
+cap this is small (see benchmarks/generate_throughput.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from dataclasses import dataclass, field
+from typing import Awaitable, Callable
+
+from seedloop.errors import BudgetExceeded
+from synth.novelty import RougeNoveltyIndex
+
+
+@dataclass
+class SlotResult:
+    records: list[dict] = field(default_factory=list)
+    drops: list[dict] = field(default_factory=list)  # each has "reason" and "text"
+
+
+@dataclass
+class Admission:
+    text: str
+    accepted: bool
+    similar_to: str | None = None
+    similarity: float | None = None
+
+
+class SlotContext:
+    def __init__(self, sched: "OrderedSlots", index: int, view: list[dict]):
+        self._sched = sched
+        self.index = index
+        self.view = view  # records of slots 0..index-W, in slot order
+        self.rng = random.Random(f"{sched.seed}:{index}")
+        self.committed = False
+
+    def request_seed(self) -> int:
+        return self.rng.randrange(2**31)
+
+    async def admit(self, texts: list[str]) -> list[Admission]:
+        """In slot order: keep each text unless ROUGE-L-close to anything admitted before it."""
+        s = self._sched
+        async with s._turn:
+            await s._turn.wait_for(lambda: s._committed == self.index)
+            out = []
+            for text in texts:
+                hit = s.novelty.nearest(text)
+                if hit is None:
+                    s.novelty.add(text)
+                    s._novelty_texts.append(text)
+                    out.append(Admission(text, True))
+                else:
+                    out.append(Admission(text, False, s._novelty_texts[hit[0]], round(hit[1], 4)))
+            self._commit_locked()
+            return out
+
+    async def skip_turn(self) -> None:
+        s = self._sched
+        async with s._turn:
+            await s._turn.wait_for(lambda: s._committed == self.index)
+            self._commit_locked()
+
+    def _commit_locked(self) -> None:
+        self.committed = True
+        self._sched._committed += 1
+        self._sched._turn.notify_all()
+
+
+SlotFn = Callable[[SlotContext], Awaitable[SlotResult]]
+
+
+@dataclass
+class Outcome:
+    records: list[dict]
+    drops: list[dict]
+    slots: int
+    stop_reason: str  # "done", "budget" or "exhausted"
+    message: str = ""
+
+
+class OrderedSlots:
+    def __init__(self, *, want: int, window: int, seed: int, known_texts: list[str],
+                 max_slots: int | None = None, stall: int = 20, threshold: float = 0.7,
+                 progress: Callable[[int], None] | None = None):
+        self.want, self.window, self.seed = want, max(1, window), seed
+        self.max_slots = max_slots or max(50, 20 * want)
+        self.stall = stall  # give up after this many slots in a row yield nothing
+        self.novelty = RougeNoveltyIndex(threshold)
+        self._novelty_texts: list[str] = []
+        for text in known_texts:  # seeds: generated texts must differ from them too
+            if self.novelty.nearest(text) is None:
+                self.novelty.add(text)
+                self._novelty_texts.append(text)
+        self._turn = asyncio.Condition()
+        self._committed = 0
+        self.progress = progress
+
+    async def run(self, slot_fn: SlotFn) -> Outcome:
+        done: dict[int, SlotResult | BaseException] = {}
+        prefix_records: list[dict] = []
+        prefix_drops: list[dict] = []
+        prefix_counts = [0]  # prefix_counts[k] = len(prefix_records) after slots 0..k-1
+        seen_ids: set[str] = set()
+        tasks: dict[int, asyncio.Task] = {}
+        launched, budget_error, empty_run = 0, None, 0
+
+        async def run_one(i: int, view: list[dict]) -> SlotResult | BaseException:
+            ctx = SlotContext(self, i, view)
+            try:
+                result: SlotResult | BaseException = await slot_fn(ctx)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # budget: stop cleanly; anything else: fatal, raised below
+                result = exc
+            if not ctx.committed:
+                await ctx.skip_turn()
+            return result
+
+        try:
+            while len(prefix_records) < self.want:
+                prefix = len(prefix_counts) - 1
+                # after a budget stop, launch nothing more but let in-flight slots land in the cache
+                stalled = empty_run >= self.stall
+                while (budget_error is None and not stalled and launched < self.max_slots
+                       and launched < prefix + self.window):
+                    view = prefix_records[:prefix_counts[max(0, launched - self.window + 1)]]
+                    tasks[launched] = asyncio.create_task(run_one(launched, view))
+                    launched += 1
+                if not tasks:
+                    break
+                finished, _ = await asyncio.wait(tasks.values(), return_when=asyncio.FIRST_COMPLETED)
+                for i in [i for i, t in tasks.items() if t in finished]:
+                    done[i] = tasks.pop(i).result()
+                    if isinstance(done[i], BudgetExceeded):
+                        budget_error = budget_error or done[i]
+                    elif isinstance(done[i], BaseException):
+                        raise done[i]
+                while prefix in done and isinstance(done[prefix], SlotResult):
+                    res = done.pop(prefix)
+                    for rec in res.records:
+                        if rec["id"] in seen_ids:
+                            prefix_drops.append({"reason": "duplicate_id", "text": rec["instruction"], **rec})
+                            continue
+                        seen_ids.add(rec["id"])
+                        prefix_records.append(rec)
+                    prefix_drops.extend(res.drops)
+                    empty_run = 0 if len(prefix_records) > prefix_counts[-1] else empty_run + 1
+                    prefix_counts.append(len(prefix_records))
+                    prefix += 1
+                    if self.progress:
+                        self.progress(min(len(prefix_records), self.want))
+        finally:
+            for t in tasks.values():
+                t.cancel()
+            if tasks:
+                await asyncio.gather(*tasks.values(), return_exceptions=True)
+
+        slots = len(prefix_counts) - 1
+        if len(prefix_records) >= self.want:
+            return Outcome(prefix_records[:self.want], prefix_drops, slots, "done")
+        if budget_error is not None:
+            return Outcome(prefix_records, prefix_drops, slots, "budget", str(budget_error))
+        why = f"{empty_run} slots in a row yielded nothing" if empty_run >= self.stall else f"the cap is {self.max_slots} slots"
+        return Outcome(prefix_records, prefix_drops, slots, "exhausted",
+                       f"the teacher yielded {len(prefix_records)} usable records in {slots} slots ({why}); "
+                       "see the drop reasons, try a stronger teacher or other seeds")

@@ -1,0 +1,81 @@
+"""OpenAI, and any OpenAI-compatible server (vLLM, Ollama, llama.cpp) through a base URL."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import openai
+
+from seedloop.errors import ConfigError, TeacherError
+from synth.teachers.base import ChatRequest, Completion, Teacher, TransientError, parse_retry_after
+
+
+class OpenAITeacher(Teacher):
+    provider = "openai"
+
+    def __init__(self, model: str, *, base_url: str | None = None, timeout: float = 120.0):
+        base_url = base_url or os.environ.get("OPENAI_BASE_URL") or None
+        key = os.environ.get("OPENAI_API_KEY")
+        if not key:
+            if not base_url:
+                raise ConfigError("OPENAI_API_KEY is not set: export it, or point OPENAI_BASE_URL "
+                                  "(--base-url) at an OpenAI-compatible server")
+            key = "unused"  # local servers ignore the key, but the SDK wants a string
+        self.model = model
+        self.base_url = base_url
+        # retries are ours (they honour Retry-After and are counted), so the SDK's are off
+        self._client = openai.AsyncOpenAI(api_key=key, base_url=base_url, max_retries=0, timeout=timeout)
+
+    async def complete(self, request: ChatRequest) -> Completion:
+        params = dict(model=self.model, messages=_fold_prefill(request), max_tokens=request.max_tokens,
+                      temperature=request.temperature, top_p=request.top_p)
+        if request.stop:
+            params["stop"] = list(request.stop)
+        if request.seed is not None:
+            params["seed"] = request.seed
+        try:
+            resp = await self._client.chat.completions.create(**params)
+        except openai.RateLimitError as exc:
+            raise TransientError("HTTP 429 rate limited", parse_retry_after(exc.response.headers.get("retry-after"))) from None
+        except openai.InternalServerError as exc:
+            raise TransientError(f"HTTP {exc.status_code} server error",
+                                 parse_retry_after(exc.response.headers.get("retry-after"))) from None
+        except openai.APITimeoutError:
+            raise TransientError("request timed out") from None
+        except openai.APIConnectionError:
+            raise TransientError(f"cannot connect to {self._client.base_url}") from None
+        except openai.APIStatusError as exc:
+            if exc.status_code in (408, 409):
+                raise TransientError(f"HTTP {exc.status_code}") from None
+            raise TeacherError(f"{self.spec} at {self._client.base_url}: HTTP {exc.status_code}: "
+                               f"{_message(exc)}") from None
+        except (json.JSONDecodeError, ValueError) as exc:
+            raise TransientError(f"malformed response body ({exc.__class__.__name__})") from None
+        if not resp.choices or resp.choices[0].message is None:
+            raise TransientError("malformed response: no choices")
+        choice = resp.choices[0]
+        usage = resp.usage
+        return Completion(
+            text=choice.message.content or "",
+            input_tokens=usage.prompt_tokens if usage else request.estimated_input_tokens(),
+            output_tokens=usage.completion_tokens if usage else 0,
+            finish_reason="length" if choice.finish_reason == "length" else "stop",
+        )
+
+    async def aclose(self) -> None:
+        await self._client.close()
+
+
+def _fold_prefill(request: ChatRequest) -> list[dict]:
+    """The chat API cannot continue a partial answer, so the prefill becomes part of the last question."""
+    msgs = request.without_prefill()
+    if request.prefill and msgs and msgs[-1]["role"] == "user":
+        msgs[-1] = {"role": "user", "content": f"{msgs[-1]['content']}\n\nContinue this text where it stops:\n\n{request.prefill}"}
+    return msgs
+
+
+def _message(exc: openai.APIStatusError) -> str:
+    body = exc.body if isinstance(exc.body, dict) else {}
+    err = body.get("error", body)
+    return (err.get("message") if isinstance(err, dict) else None) or str(exc.message)[:200]
