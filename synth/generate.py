@@ -18,7 +18,7 @@ from synth.evol_instruct import EvolInstructGenerator
 from synth.prices import PriceTable
 from synth.scheduler import OrderedSlots
 from synth.self_instruct import SelfInstructGenerator
-from synth.teachers import make_teacher
+from synth.teachers import Teacher
 
 METHODS = {"self-instruct": SelfInstructGenerator, "evol-instruct": EvolInstructGenerator}
 
@@ -60,23 +60,20 @@ def _flat(d: dict) -> dict:
     return {k: (None if d.get(k) is None else str(d[k])) for k in keep}
 
 
-def run_generate(seeds: pl.DataFrame, *, n: int, teacher: str = "local", cache: str | Path,
-                 job: str, method: str = "self-instruct", limits: Limits | None = None,
-                 base_url: str | None = None, prices: str | Path | None = None,
+def run_generate(seeds: pl.DataFrame, *, n: int, teacher: Teacher, cache: str | Path, job: str,
+                 method: str = "self-instruct", limits: Limits | None = None, prices: PriceTable | None = None,
                  max_cost: float | None = None, seed: int = 0, window: int | None = None,
                  progress: Callable[[int], None] | None = None, **method_options) -> GenerateResult:
-    """Synchronous entry point: builds the teacher, cache and client, runs, cleans up."""
-    price_table = PriceTable.load(prices)
-    teacher_obj = make_teacher(teacher, base_url=base_url)
+    """Synchronous entry point: opens the cache, runs the teacher through a client, closes both."""
     store = RequestCache(cache)
 
     async def main() -> GenerateResult:
-        client = TeacherClient(teacher_obj, store, limits=limits, prices=price_table, max_cost=max_cost, job=job)
+        client = TeacherClient(teacher, store, limits=limits, prices=prices, max_cost=max_cost, job=job)
         try:
             return await generate_async(seeds, client, n=n, method=method, window=window, seed=seed,
                                         progress=progress, **method_options)
         finally:
-            await teacher_obj.aclose()
+            await teacher.aclose()
 
     try:
         return asyncio.run(main())

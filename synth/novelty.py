@@ -5,7 +5,8 @@ prefix filtering, as in set-similarity joins. ROUGE-L F1 = 2*LCS/(m+n), and LCS 
 multiset overlap o of the two token lists, so a match needs o >= t*(m+n)/2 >= t*m/(2-t) =: alpha.
 Two lists that share alpha elements must share one among the first len-alpha+1 of each, when both
 are sorted in one global order. So each text is indexed under its prefix only, a query probes its
-prefix only, and exact LCS runs on the few candidates that survive a length filter.
+prefix only, and exact LCS runs on the few candidates that survive a length filter and the
+multiset-overlap bound.
 
 subtle: the global order must never change once texts are indexed, so it is a fixed function of the
 token (rarer-looking tokens first: not a stopword, longer), not of the pool's statistics.
@@ -14,7 +15,7 @@ token (rarer-looking tokens first: not a stopword, longer), not of the pool's st
 from __future__ import annotations
 
 import math
-from collections import defaultdict
+from collections import Counter, defaultdict
 
 from seedloop.text import lcs_length, tokens
 
@@ -46,7 +47,9 @@ class RougeNoveltyIndex:
             raise ValueError(f"threshold must be in (0, 1], got {threshold}")
         self.threshold = threshold
         self._tokens: list[list[str]] = []
+        self._bags: list[Counter] = []
         self._postings: dict[tuple[str, int], list[int]] = defaultdict(list)
+        self.visited = 0      # candidates reached through the prefix postings
         self.comparisons = 0  # exact LCS computations, for tests and benchmarks
 
     def __len__(self) -> int:
@@ -66,13 +69,19 @@ class RougeNoveltyIndex:
         lo, hi = m * t / (2 - t), m * (2 - t) / t
         best: tuple[int, float] | None = None
         seen: set[int] = set()
+        bag = Counter(toks)
         for el in self._prefix(_elements(toks)):
             for doc in self._postings.get(el, ()):
                 if doc in seen:
                     continue
                 seen.add(doc)
+                self.visited += 1
                 other = self._tokens[doc]
                 if not lo - 1e-9 <= len(other) <= hi + 1e-9:
+                    continue
+                # LCS is at most the multiset overlap: a cheap bound before the quadratic LCS
+                overlap = sum((bag & self._bags[doc]).values())
+                if 2 * overlap / (m + len(other)) < t - 1e-12:
                     continue
                 self.comparisons += 1
                 score = 2 * lcs_length(toks, other) / (m + len(other))
@@ -84,6 +93,7 @@ class RougeNoveltyIndex:
         toks = tokens(text) if isinstance(text, str) else list(text)
         idx = len(self._tokens)
         self._tokens.append(toks)
+        self._bags.append(Counter(toks))
         for el in self._prefix(_elements(toks)):
             self._postings[el].append(idx)
         return idx

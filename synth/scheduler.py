@@ -10,6 +10,9 @@ function of (seeds, settings) alone, whatever order responses arrive in:
 2. Near-duplicate admission (`SlotContext.admit`) happens strictly in slot order.
 3. The output is the first `want` records of the done prefix (slots 0..k all finished), in slot order.
 
+When the budget runs out, no slot is launched any more, the ones in flight keep what they could
+afford, and the output is every record of the finished slots.
+
 The cost of rule 1 is head-of-line blocking behind a slow slot; with W at least the concurrency
 cap this is small (see benchmarks/generate_throughput.py).
 """
@@ -29,6 +32,7 @@ from synth.novelty import RougeNoveltyIndex
 class SlotResult:
     records: list[dict] = field(default_factory=list)
     drops: list[dict] = field(default_factory=list)  # each has "reason" and "text"
+    budget: str | None = None  # set when the budget stopped part of this slot's requests
 
 
 @dataclass
@@ -123,7 +127,9 @@ class OrderedSlots:
                 result: SlotResult | BaseException = await slot_fn(ctx)
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:  # budget: stop cleanly; anything else: fatal, raised below
+            except BudgetExceeded as exc:  # nothing of this slot was affordable
+                result = SlotResult(budget=str(exc))
+            except Exception as exc:  # fatal, raised below
                 result = exc
             if not ctx.committed:
                 await ctx.skip_turn()
@@ -144,11 +150,10 @@ class OrderedSlots:
                 finished, _ = await asyncio.wait(tasks.values(), return_when=asyncio.FIRST_COMPLETED)
                 for i in [i for i, t in tasks.items() if t in finished]:
                     done[i] = tasks.pop(i).result()
-                    if isinstance(done[i], BudgetExceeded):
-                        budget_error = budget_error or done[i]
-                    elif isinstance(done[i], BaseException):
+                    if isinstance(done[i], BaseException):
                         raise done[i]
-                while prefix in done and isinstance(done[prefix], SlotResult):
+                    budget_error = budget_error or done[i].budget
+                while prefix in done:
                     res = done.pop(prefix)
                     for rec in res.records:
                         if rec["id"] in seen_ids:
@@ -172,7 +177,7 @@ class OrderedSlots:
         if len(prefix_records) >= self.want:
             return Outcome(prefix_records[:self.want], prefix_drops, slots, "done")
         if budget_error is not None:
-            return Outcome(prefix_records, prefix_drops, slots, "budget", str(budget_error))
+            return Outcome(prefix_records, prefix_drops, slots, "budget", budget_error)
         why = f"{empty_run} slots in a row yielded nothing" if empty_run >= self.stall else f"the cap is {self.max_slots} slots"
         return Outcome(prefix_records, prefix_drops, slots, "exhausted",
                        f"the teacher yielded {len(prefix_records)} usable records in {slots} slots ({why}); "

@@ -17,7 +17,7 @@ import asyncio
 import re
 
 from prompts import load_template
-from seedloop.errors import ConfigError
+from seedloop.errors import BudgetExceeded, ConfigError
 from seedloop.heuristics import check_instruction, check_output
 from seedloop.record import new_record
 from synth import parse
@@ -99,9 +99,15 @@ class SelfInstructGenerator:
         # draw every random choice before going concurrent, so the run stays deterministic
         plans = [(ins, rng.randrange(2**31), _sample(rng, self.class_examples, self.n_inst),
                   _sample(rng, self.plain_examples, self.n_inst)) for ins in kept]
-        for records, drops in await asyncio.gather(*(self._instances(*plan, parents) for plan in plans)):
-            result.records += records
-            result.drops += drops
+        outcomes = await asyncio.gather(*(self._instances(*plan, parents) for plan in plans), return_exceptions=True)
+        for outcome in outcomes:
+            if isinstance(outcome, BudgetExceeded):
+                result.budget = str(outcome)
+            elif isinstance(outcome, BaseException):
+                raise outcome
+            else:
+                result.records += outcome[0]
+                result.drops += outcome[1]
         return result
 
     async def _is_classification(self, instruction: str) -> bool:

@@ -14,7 +14,9 @@ from seedloop.tables import TABLE_SUFFIXES, export_hf, write_table
 from synth.cache import RequestCache
 from synth.engine import Limits
 from synth.generate import METHODS, run_generate
+from synth.prices import PriceTable
 from synth.seeds import load_seeds
+from synth.teachers import make_teacher
 
 
 def _check_suffix(path: Path | None, option: str) -> None:
@@ -53,6 +55,10 @@ def generate(
     _check_suffix(out_path, "--out")
     _check_suffix(drops, "--drops")
     seed_df = load_seeds(seeds, seed_format)
+    price_table = PriceTable.load(prices)
+    teacher_obj = make_teacher(teacher, base_url=base_url)  # a missing key fails here, before any work
+    if max_cost is not None:
+        price_table.require(teacher_obj.spec)
     limits = Limits(concurrency=concurrency, rpm=rpm, tpm=tpm, max_retries=max_retries)
     console.print(f"[bold]seedloop generate[/] {len(seed_df)} seeds from {seeds} -> {n} records, "
                   f"teacher {teacher}, method {method}", highlight=False)
@@ -62,9 +68,9 @@ def generate(
     with Progress(TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
                   TimeElapsedColumn(), console=console, transient=False) as bar:
         task = bar.add_task("generating", total=n)
-        result = run_generate(seed_df, n=n, teacher=teacher, cache=cache or default_cache(),
+        result = run_generate(seed_df, n=n, teacher=teacher_obj, cache=cache or default_cache(),
                               job=f"generate:{out_path.resolve()}", method=method, limits=limits,
-                              base_url=base_url, prices=prices, max_cost=max_cost, seed=seed,
+                              prices=price_table, max_cost=max_cost, seed=seed,
                               progress=lambda k: bar.update(task, completed=k), **options)
     write_table(result.records, out_path)
     if drops:

@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 
 import anthropic
+from anthropic.resources.messages import AsyncMessages
 
 from seedloop.errors import ConfigError, TeacherError
 from synth.teachers.base import ChatRequest, Completion, Teacher, TransientError, parse_retry_after
+
+
+# Recent SDKs (2.x) dropped sampling parameters from messages.create (the newest models set their
+# own); older ones take `temperature` (but refuse it together with top_p on recent models).
+_TAKES_TEMPERATURE = "temperature" in inspect.signature(AsyncMessages.create).parameters
 
 
 class AnthropicTeacher(Teacher):
@@ -28,8 +35,9 @@ class AnthropicTeacher(Teacher):
         turns = [{"role": r, "content": c} for r, c in request.messages if r != "system"]
         if request.prefill:  # the API refuses a prefill that ends in whitespace
             turns[-1] = {"role": "assistant", "content": request.prefill.rstrip()}
-        params = dict(model=self.model, max_tokens=request.max_tokens, messages=turns,
-                      temperature=request.temperature)  # recent models refuse temperature and top_p together
+        params = dict(model=self.model, max_tokens=request.max_tokens, messages=turns)
+        if _TAKES_TEMPERATURE:
+            params["temperature"] = request.temperature
         if system:
             params["system"] = system
         if request.stop:

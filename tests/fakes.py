@@ -1,0 +1,209 @@
+"""Local HTTP servers that speak the real OpenAI and Anthropic wire formats, for what no real server
+here can do: inject faults (429 with Retry-After, 500, slow answers, malformed bodies), count every
+request, and stand in for the Anthropic API (no network here).
+
+Answers are a pure function of the request body, so two runs against it can be compared row by row.
+They look like what the teacher prompts ask for: numbered task lists, Input/Output instances.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import random
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+
+from aiohttp import web
+
+WORDS = """account balance transfer card payment refund fee limit currency exchange rate pin login password
+statement deposit withdrawal cash atm branch loan mortgage interest savings checking overdraft
+dispute chargeback fraud alert freeze unlock verify identity address phone email app update
+notification subscription merchant invoice receipt salary pension budget travel abroad contactless
+virtual physical replacement delivery activation expiry cvv tax report receipt holiday crypto
+stock dividend broker portfolio insurance claim premium beneficiary joint business personal student
+""".split()
+VERBS = "explain describe summarize list compare draft outline suggest classify rewrite".split()
+
+
+def _rng(body: dict) -> random.Random:
+    return random.Random(hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest())
+
+
+def answer_for(prompt: str, rng: random.Random) -> str:
+    """A plausible, well-formed answer to one of seedloop's prompts."""
+    if "series of tasks" in prompt:
+        return "\n".join(f"Task {i}: {rng.choice(VERBS).title()} the {' '.join(rng.sample(WORDS, 6))} "
+                         f"for a customer." for i in range(9, 13))
+    if "Yes or No" in prompt:
+        return "No"
+    if "classification task" in prompt or "Class label:" in prompt.splitlines()[-1:]:
+        return f"Class label: {rng.choice(WORDS)}\nInput: {' '.join(rng.sample(WORDS, 8))}"
+    if "example for each task" in prompt:
+        return f"Input: none\nOutput: {' '.join(rng.sample(WORDS, 20)).capitalize()}."
+    return " ".join(rng.sample(WORDS, 25)).capitalize() + "."
+
+
+@dataclass
+class FaultPlan:
+    """What the server does to the next requests: a queue of faults, then normal answers."""
+    faults: list[str] = field(default_factory=list)  # "429", "500", "slow", "malformed", "401"
+    retry_after: float = 1.0
+    slow_seconds: float = 5.0
+    latency: float = 0.0  # added to every normal answer
+
+
+@dataclass
+class Seen:
+    body: dict
+    outcome: str
+    at: float
+
+
+class FakeLLMServer:
+    """An aiohttp server on 127.0.0.1 in a background thread. `url` is the OpenAI base URL;
+    `anthropic_url` the Anthropic one."""
+
+    def __init__(self, plan: FaultPlan | None = None):
+        self.plan = plan or FaultPlan()
+        self.seen: list[Seen] = []
+        self.in_flight = 0
+        self.max_in_flight = 0
+        self._lock = threading.Lock()
+        self._loop = asyncio.new_event_loop()
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+        self._ready.wait(10)
+
+    # -- lifecycle -------------------------------------------------------------
+    def _serve(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        app = web.Application()
+        app.router.add_post("/v1/chat/completions", self._openai)
+        app.router.add_post("/v1/messages", self._anthropic)
+        self._runner = web.AppRunner(app, access_log=None)
+        self._loop.run_until_complete(self._runner.setup())
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        self._loop.run_until_complete(site.start())
+        self.port = site._server.sockets[0].getsockname()[1]
+        self._ready.set()
+        self._loop.run_forever()
+
+    def close(self) -> None:
+        async def stop():
+            await self._runner.cleanup()
+        asyncio.run_coroutine_threadsafe(stop(), self._loop).result(10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    @property
+    def anthropic_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    # -- accounting --------------------------------------------------------------
+    def outcomes(self) -> Counter:
+        return Counter(s.outcome for s in self.seen)
+
+    def bodies(self, outcome: str = "ok") -> list[str]:
+        return [json.dumps(s.body, sort_keys=True) for s in self.seen if s.outcome == outcome]
+
+    # -- handlers ------------------------------------------------------------------
+    async def _fault(self, body: dict) -> web.Response | None:
+        with self._lock:
+            fault = self.plan.faults.pop(0) if self.plan.faults else None
+        if fault is None:
+            return None
+        self.seen.append(Seen(body, fault, time.monotonic()))
+        if fault == "429":
+            return web.json_response({"error": {"message": "rate limited", "type": "rate_limit_error"}},
+                                     status=429, headers={"Retry-After": str(self.plan.retry_after)})
+        if fault == "500":
+            return web.json_response({"error": {"message": "boom", "type": "server_error"}}, status=500)
+        if fault == "401":
+            return web.json_response({"error": {"message": "invalid api key", "type": "invalid_request_error"}},
+                                     status=401)
+        if fault == "malformed":
+            return web.Response(text='{"choices": [', content_type="application/json")
+        if fault == "slow":
+            await asyncio.sleep(self.plan.slow_seconds)
+            return web.json_response({"error": {"message": "too slow"}}, status=504)
+        raise ValueError(fault)
+
+    async def _enter(self):
+        self.in_flight += 1
+        self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        if self.plan.latency:
+            await asyncio.sleep(self.plan.latency)
+
+    async def _openai(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        if (resp := await self._fault(body)) is not None:
+            return resp
+        await self._enter()
+        try:
+            prompt = "\n".join(m["content"] for m in body["messages"])
+            text = answer_for(prompt, _rng(body))
+            self.seen.append(Seen(body, "ok", time.monotonic()))
+            return web.json_response({
+                "id": "chatcmpl-fake", "object": "chat.completion", "created": int(time.time()),
+                "model": body["model"],
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
+                             "finish_reason": "stop", "logprobs": None}],
+                "usage": {"prompt_tokens": len(prompt) // 4, "completion_tokens": len(text) // 4,
+                          "total_tokens": (len(prompt) + len(text)) // 4},
+            })
+        finally:
+            self.in_flight -= 1
+
+    async def _anthropic(self, request: web.Request) -> web.Response:
+        # SDK 1.x sends x-api-key; SDK 2.x sends Authorization: Bearer; both send anthropic-version
+        authed = request.headers.get("x-api-key") or request.headers.get("authorization", "").startswith("Bearer ")
+        if not authed or not request.headers.get("anthropic-version"):
+            return web.json_response({"type": "error", "error": {"type": "authentication_error",
+                                                                 "message": "missing x-api-key"}}, status=401)
+        body = await request.json()
+        if (resp := await self._fault(body)) is not None:
+            return resp
+        await self._enter()
+        try:
+            assert "max_tokens" in body and isinstance(body["messages"], list)
+            assert all(m["role"] in ("user", "assistant") for m in body["messages"]), "system goes in 'system'"
+            prompt = "\n".join(m["content"] for m in body["messages"])
+            text = answer_for(prompt, _rng(body))
+            if body["messages"][-1]["role"] == "assistant":  # a prefill: continue after it
+                text = text.split(":", 1)[1] if ":" in text else text
+            self.seen.append(Seen(body, "ok", time.monotonic()))
+            return web.json_response({
+                "id": "msg_fake", "type": "message", "role": "assistant", "model": body["model"],
+                "content": [{"type": "text", "text": text}], "stop_reason": "end_turn", "stop_sequence": None,
+                "usage": {"input_tokens": len(prompt) // 4, "output_tokens": len(text) // 4},
+            })
+        finally:
+            self.in_flight -= 1
+
+
+def main() -> None:
+    """`python -m tests.fakes --latency 0.25`: serve in the foreground (benchmarks run it apart from the client)."""
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--latency", type=float, default=0.0)
+    args = parser.parse_args()
+    server = FakeLLMServer(FaultPlan(latency=args.latency))
+    print(server.url, flush=True)
+    try:
+        server._thread.join()
+    except KeyboardInterrupt:
+        server.close()
+
+
+if __name__ == "__main__":
+    main()
