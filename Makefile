@@ -4,7 +4,7 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup demo test test-fast clean
+.PHONY: setup labelstudio demo test test-fast clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -16,15 +16,25 @@ $(BIN)/.installed: pyproject.toml
 
 setup: $(BIN)/.installed
 
+# The Label Studio server (review tests, `seedloop review serve`) pins Django and much else, so it
+# gets a virtual environment of its own; seedloop itself only needs label-studio-sdk.
+LS_VENV := .venv-labelstudio
+$(LS_VENV)/.installed:
+	$(PY) -m venv $(LS_VENV)
+	$(LS_VENV)/bin/pip install -q label-studio==1.23.2
+	touch $@
+
+labelstudio: $(LS_VENV)/.installed
+
 demo: setup
 	$(BIN)/seedloop generate --seeds examples/banking_seeds.jsonl --n 100 --out out/generated.parquet \
 		--drops out/dropped.jsonl --hf-dataset out/generated_hf --cache out/cache.sqlite
 	$(BIN)/seedloop ledger --cache out/cache.sqlite
 
-test: setup
+test: setup labelstudio
 	HF_HUB_OFFLINE=1 $(BIN)/pytest -q
 
-test-fast: setup
+test-fast: setup labelstudio
 	HF_HUB_OFFLINE=1 $(BIN)/pytest -q -m "not slow"
 
 clean:
