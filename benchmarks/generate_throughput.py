@@ -1,6 +1,6 @@
 """Engine throughput against an OpenAI-compatible server that adds a fixed latency L.
 
-The server (tests/fakes.py) runs in its own process. For each concurrency C it sends requests through
+The server (tests/fakes.py) runs in its own process (it shares the machine's cores with the client). For each concurrency C it sends requests through
 seedloop's TeacherClient (cache, limits, retries, the openai SDK) and prints requests/s as a fraction
 of the bound C/L. Then the same for a whole `self-instruct` generation (scheduler included), whose
 slots chain several requests, so its fraction also shows the cost of the deterministic window.
@@ -35,16 +35,16 @@ def start_server(latency: float) -> tuple[subprocess.Popen, str]:
     return proc, proc.stdout.readline().strip()
 
 
-async def engine_rate(url: str, concurrency: int, requests: int, cache: Path) -> float:
+async def engine_rate(url: str, concurrency: int, requests: int, cache: Path) -> tuple[float, float]:
     client = TeacherClient(OpenAITeacher("fake", base_url=url), RequestCache(cache),
                            limits=Limits(concurrency=concurrency))
     reqs = [ChatRequest.of([{"role": "user", "content": f"Say something about item {i}."}], max_tokens=32)
             for i in range(requests)]
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     await asyncio.gather(*(client.complete(r) for r in reqs))
-    elapsed = time.perf_counter() - start
+    elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
     await client.teacher.aclose()
-    return requests / elapsed
+    return requests / elapsed, 1000 * cpu / requests
 
 
 async def generate_rate(url: str, concurrency: int, n: int, cache: Path) -> float:
@@ -69,13 +69,17 @@ def main() -> None:
     try:
         with tempfile.TemporaryDirectory() as tmp:
             print(f"server latency L = {L:.3f} s; {args.requests} distinct requests per run")
-            print(f"{'C':>4} {'engine req/s':>13} {'C/L':>8} {'fraction':>9} | {'generate req/s':>15} {'fraction':>9}")
+            print(f"{'C':>4} {'engine req/s':>13} {'C/L':>8} {'fraction':>9} {'CPU ms/req':>11} | "
+                  f"{'generate req/s':>15} {'fraction':>9}")
             for c in (1, 8, 64):
                 n_req = min(args.requests, max(16, int(c / L * 6)))  # about 6 s of work each
-                eng = asyncio.run(engine_rate(url, c, n_req, Path(tmp) / f"e{c}.sqlite"))
+                eng, cpu_ms = asyncio.run(engine_rate(url, c, n_req, Path(tmp) / f"e{c}.sqlite"))
                 gen = asyncio.run(generate_rate(url, c, max(8, 2 * c), Path(tmp) / f"g{c}.sqlite"))
                 bound = c / L
-                print(f"{c:>4} {eng:>13.1f} {bound:>8.1f} {eng / bound:>9.2f} | {gen:>15.1f} {gen / bound:>9.2f}")
+                print(f"{c:>4} {eng:>13.1f} {bound:>8.1f} {eng / bound:>9.2f} {cpu_ms:>11.2f} | "
+                      f"{gen:>15.1f} {gen / bound:>9.2f}")
+            print("CPU ms/req: the client's own CPU per request; at C/L requests/s it needs C/L * that / 1000 "
+                  "of a core, which the server process and anything else running share with it")
     finally:
         proc.terminate()
         proc.wait()

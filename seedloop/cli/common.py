@@ -8,11 +8,13 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from seedloop.errors import SeedloopError
 
-console = Console(stderr=True)   # progress, summaries and errors
-out = Console()                  # results a user may pipe elsewhere
+# emoji off: "openai:x:" is a teacher spec, not ❌
+console = Console(stderr=True, emoji=False)   # progress, summaries and errors
+out = Console(emoji=False)                    # results a user may pipe elsewhere
 
 
 def default_cache() -> Path:
@@ -28,7 +30,7 @@ def handle_errors(fn):
         try:
             return fn(*args, **kwargs)
         except SeedloopError as exc:
-            console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
             raise typer.Exit(exc.exit_code) from None
         except KeyboardInterrupt:
             console.print("[yellow]interrupted; nothing was written (re-run to resume from the cache)[/]")

@@ -10,7 +10,8 @@ import anthropic
 from anthropic.resources.messages import AsyncMessages
 
 from seedloop.errors import ConfigError, TeacherError
-from synth.teachers.base import ChatRequest, Completion, Teacher, TransientError, parse_retry_after
+from synth.teachers.base import (ChatRequest, Completion, Teacher, TransientError, parse_retry_after,
+                                 timeout_message)
 
 
 # Recent SDKs (2.x) dropped sampling parameters from messages.create (the newest models set their
@@ -28,7 +29,8 @@ class AnthropicTeacher(Teacher):
             raise ConfigError("ANTHROPIC_API_KEY is not set: export it to use an anthropic: teacher")
         self.model = model
         self._client = anthropic.AsyncAnthropic(api_key=key, base_url=base_url or os.environ.get("ANTHROPIC_BASE_URL"),
-                                                max_retries=0, timeout=timeout)
+                                                max_retries=0, timeout=timeout,
+                                                http_client=anthropic.DefaultAioHttpClient())
 
     async def complete(self, request: ChatRequest) -> Completion:
         system = "\n\n".join(c for r, c in request.messages if r == "system")
@@ -49,8 +51,8 @@ class AnthropicTeacher(Teacher):
         except anthropic.InternalServerError as exc:  # 5xx, including 529 overloaded
             raise TransientError(f"HTTP {exc.status_code} server error",
                                  parse_retry_after(exc.response.headers.get("retry-after"))) from None
-        except anthropic.APITimeoutError:
-            raise TransientError("request timed out") from None
+        except anthropic.APITimeoutError as exc:
+            raise TransientError(timeout_message(exc, self._client.base_url)) from None
         except anthropic.APIConnectionError:
             raise TransientError(f"cannot connect to {self._client.base_url}") from None
         except anthropic.APIStatusError as exc:

@@ -91,6 +91,13 @@ class Teacher:
         pass
 
 
+def timeout_message(exc: BaseException, base_url) -> str:
+    """The SDKs' aiohttp transport reports a refused connection as a connect *timeout*; say what happened."""
+    if type(exc.__cause__).__name__ == "ConnectTimeout":
+        return f"cannot connect to {base_url}"
+    return "request timed out"
+
+
 def parse_retry_after(value: str | None) -> float | None:
     """Seconds from a Retry-After header (delta-seconds form; HTTP dates are rare for APIs)."""
     if not value:

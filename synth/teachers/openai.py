@@ -8,7 +8,8 @@ import os
 import openai
 
 from seedloop.errors import ConfigError, TeacherError
-from synth.teachers.base import ChatRequest, Completion, Teacher, TransientError, parse_retry_after
+from synth.teachers.base import (ChatRequest, Completion, Teacher, TransientError, parse_retry_after,
+                                 timeout_message)
 
 
 class OpenAITeacher(Teacher):
@@ -24,8 +25,11 @@ class OpenAITeacher(Teacher):
             key = "unused"  # local servers ignore the key, but the SDK wants a string
         self.model = model
         self.base_url = base_url
-        # retries are ours (they honour Retry-After and are counted), so the SDK's are off
-        self._client = openai.AsyncOpenAI(api_key=key, base_url=base_url, max_retries=0, timeout=timeout)
+        # retries are ours (they honour Retry-After and are counted), so the SDK's are off; the aiohttp
+        # transport spends less CPU per request than httpx's pool (measured: 190 vs 140 requests/s at
+        # 64 in flight on 2 cores, see benchmarks/generate_throughput.py)
+        self._client = openai.AsyncOpenAI(api_key=key, base_url=base_url, max_retries=0, timeout=timeout,
+                                          http_client=openai.DefaultAioHttpClient())
 
     async def complete(self, request: ChatRequest) -> Completion:
         params = dict(model=self.model, messages=_fold_prefill(request), max_tokens=request.max_tokens,
@@ -41,8 +45,8 @@ class OpenAITeacher(Teacher):
         except openai.InternalServerError as exc:
             raise TransientError(f"HTTP {exc.status_code} server error",
                                  parse_retry_after(exc.response.headers.get("retry-after"))) from None
-        except openai.APITimeoutError:
-            raise TransientError("request timed out") from None
+        except openai.APITimeoutError as exc:
+            raise TransientError(timeout_message(exc, self._client.base_url)) from None
         except openai.APIConnectionError:
             raise TransientError(f"cannot connect to {self._client.base_url}") from None
         except openai.APIStatusError as exc:

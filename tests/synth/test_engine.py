@@ -27,8 +27,14 @@ def client_for(server, tmp_path, monkeypatch, limits=FAST, **kw) -> TeacherClien
     return TeacherClient(teacher, RequestCache(tmp_path / "cache.sqlite"), limits=limits, **kw)
 
 
-def run(coro):
-    return asyncio.run(coro)
+def run(client: TeacherClient, make):
+    """`make()` builds the coroutine inside the loop; the teacher's HTTP session is closed after."""
+    async def main():
+        try:
+            return await make()
+        finally:
+            await client.teacher.aclose()
+    return asyncio.run(main())
 
 
 def test_429_waits_at_least_retry_after(fake_llm, tmp_path, monkeypatch):
@@ -36,7 +42,7 @@ def test_429_waits_at_least_retry_after(fake_llm, tmp_path, monkeypatch):
     fake_llm.plan.retry_after = 1.0
     client = client_for(fake_llm, tmp_path, monkeypatch)
     start = time.monotonic()
-    result = run(client.complete(ask()))
+    result = run(client, lambda: client.complete(ask()))
     assert time.monotonic() - start >= 1.0  # backoff alone would be ~0.01 s
     assert result.text.startswith("Input:")
     assert fake_llm.outcomes() == {"429": 1, "ok": 1}
@@ -46,7 +52,7 @@ def test_429_waits_at_least_retry_after(fake_llm, tmp_path, monkeypatch):
 def test_500_and_malformed_body_are_retried(fake_llm, tmp_path, monkeypatch):
     fake_llm.plan.faults = ["500", "malformed", "500"]
     client = client_for(fake_llm, tmp_path, monkeypatch)
-    assert run(client.complete(ask())).text
+    assert run(client, lambda: client.complete(ask())).text
     assert fake_llm.outcomes() == {"500": 2, "malformed": 1, "ok": 1}
     assert client.stats.retries == 3
 
@@ -56,7 +62,7 @@ def test_slow_response_times_out_and_is_retried(fake_llm, tmp_path, monkeypatch)
     fake_llm.plan.slow_seconds = 5
     client = client_for(fake_llm, tmp_path, monkeypatch, timeout=0.5)
     start = time.monotonic()
-    assert run(client.complete(ask())).text
+    assert run(client, lambda: client.complete(ask())).text
     assert time.monotonic() - start < 4  # did not wait for the slow answer
     assert fake_llm.outcomes()["ok"] == 1
 
@@ -65,7 +71,7 @@ def test_gives_up_with_a_clear_error_that_hides_the_key(fake_llm, tmp_path, monk
     fake_llm.plan.faults = ["500"] * 10
     client = client_for(fake_llm, tmp_path, monkeypatch, limits=Limits(max_retries=2, backoff=0.01))
     with pytest.raises(TeacherError, match=r"gave up after 3 attempts; last error: HTTP 500") as exc:
-        run(client.complete(ask()))
+        run(client, lambda: client.complete(ask()))
     assert "sk-test" not in str(exc.value)
 
 
@@ -73,7 +79,7 @@ def test_auth_error_is_not_retried_and_the_key_stays_secret(fake_llm, tmp_path, 
     fake_llm.plan.faults = ["401"]
     client = client_for(fake_llm, tmp_path, monkeypatch)
     with pytest.raises(TeacherError, match="HTTP 401: invalid api key") as exc:
-        run(client.complete(ask()))
+        run(client, lambda: client.complete(ask()))
     assert "sk-test" not in str(exc.value)
     assert fake_llm.outcomes() == {"401": 1}
     assert b"sk-test" not in (tmp_path / "cache.sqlite").read_bytes()
@@ -85,10 +91,10 @@ def test_cache_answers_the_second_time_and_twins_are_sent_once(fake_llm, tmp_pat
     async def twice():
         return await asyncio.gather(client.complete(ask(1)), client.complete(ask(1)))
 
-    a, b = run(twice())
+    a, b = run(client, twice)
     assert a.text == b.text and len(fake_llm.seen) == 1
     again = client_for(fake_llm, tmp_path, monkeypatch)  # a new run, the same cache file
-    assert run(again.complete(ask(1))).text == a.text
+    assert run(again, lambda: again.complete(ask(1))).text == a.text
     assert len(fake_llm.seen) == 1 and again.stats.cached == 1 and again.stats.sent == 0
 
 
@@ -99,7 +105,7 @@ def test_concurrency_cap(fake_llm, tmp_path, monkeypatch):
     async def many():
         return await asyncio.gather(*(client.complete(ask(i)) for i in range(12)))
 
-    run(many())
+    run(client, many)
     assert fake_llm.max_in_flight == 3 and len(fake_llm.seen) == 12
 
 
@@ -115,7 +121,7 @@ def test_budget_stops_before_it_is_passed(fake_llm, tmp_path, monkeypatch):
             done.append(i)
 
     with pytest.raises(BudgetExceeded, match="would pass --max-cost"):
-        run(spend())
+        run(client, spend)
     assert 1 <= len(done) < 100
     assert client.spent <= 0.5
     # a re-run of the same job starts from what it already spent
@@ -145,13 +151,16 @@ def test_anthropic_wire_format_and_prefill(fake_llm, tmp_path, monkeypatch):
     req = ChatRequest.of([{"role": "system", "content": "Be brief."},
                           {"role": "user", "content": "Come up with an example for each task."},
                           {"role": "assistant", "content": "Task: Say hi.\nInput:"}], max_tokens=50)
-    result = run(client.complete(req))
-    body = fake_llm.seen[-1].body
+    async def both():
+        first = await client.complete(req)
+        fake_llm.plan.faults = ["429"]
+        fake_llm.plan.retry_after = 0.2
+        return first, await client.complete(ask(7))
+
+    result, second = run(client, both)
+    body = fake_llm.seen[0].body
     assert body["system"] == "Be brief." and body["max_tokens"] == 50
     assert body["messages"][-1] == {"role": "assistant", "content": "Task: Say hi.\nInput:"}
     assert result.text.startswith(" none\nOutput:")  # continued after the prefill
     assert result.input_tokens > 0 and result.output_tokens > 0
-    fake_llm.plan.faults = ["429"]
-    fake_llm.plan.retry_after = 0.2
-    assert run(client.complete(ask(7))).text
-    assert fake_llm.outcomes()["429"] == 1
+    assert second.text and fake_llm.outcomes()["429"] == 1
