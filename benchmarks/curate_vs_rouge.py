@@ -1,0 +1,240 @@
+"""seedloop's dedup vs the Self-Instruct filter (pairwise ROUGE-L F1 > 0.7 with `rouge_score`'s
+scorer, the implementation Self-Instruct used) on the same Banking77-derived rows.
+
+    .venv/bin/python benchmarks/curate_vs_rouge.py --rows 5000 [--full-baseline]
+    .venv/bin/python benchmarks/curate_vs_rouge.py --rows 20000
+
+Rows: half distinct Banking77 messages, half planted copies of them (exact, case/punctuation
+variants, light edits; tests/curate/planted.py), so both methods have real duplicates to find.
+
+seedloop's time is the whole dedup chain from text, on a cold embedding cache: exact hash,
+near-exact (one edit), embedding with the packaged all-MiniLM-L6-v2, faiss graph and components.
+Also printed: the same with every vector already cached.
+
+The baseline's time: Self-Instruct scores each new instruction against the pool with
+`RougeScorer(["rougeL"]).score` in a multiprocessing pool; here a Pool with one process per core
+(2 here, the same cores seedloop uses). With --full-baseline every one of the n(n-1)/2 pairs is
+scored (20,000 rows: 2e8 pairs, hours). Without it, `--sample` random rows are scored against all
+rows and the time is scaled to n(n-1)/2 pairs (ROUGE-L's cost per pair does not depend on which
+pair it is); the script prints how many pairs it timed.
+
+Agreement needs the baseline's exact answer on every pair. It is computed losslessly: ROUGE-L's
+LCS is at most the multiset token overlap, so pairs with overlap < 0.35 * (m + n) cannot pass
+F1 > 0.7; the overlap of all pairs is a few sparse matrix products; the scorer then runs on the
+survivors only. (At 5,000 rows with --full-baseline the script checks that this equals brute force.)
+Reported: pairs each method calls duplicates, judged pair by pair (seedloop: same normalized text,
+one light edit, or cosine >= 0.95; its groups are the connected components of these) and their
+Jaccard agreement; rows each would drop (the baseline keeping the first of each near pair, as
+Self-Instruct's incremental filter does); and each method's recall of the planted copies.
+Goal (issue 3): seedloop at least 100 times faster at 20,000 rows.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import os
+import random
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from curate import edit_dedup, exact_dedup, semantic_dedup  # noqa: E402
+from curate.embed import Embedder  # noqa: E402
+from curate.keep import keep_rank  # noqa: E402
+from tests.curate.planted import planted_set  # noqa: E402
+
+ROUGE = 0.7
+THRESHOLD = 0.95
+_TEXTS: list[str] = []
+_SCORER = None
+
+
+def _init(texts: list[str]) -> None:
+    global _TEXTS, _SCORER
+    from rouge_score import rouge_scorer
+
+    _TEXTS = texts
+    _SCORER = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=False)
+
+
+def _row_vs_later(i: int) -> list[int]:
+    """Self-Instruct's inner loop for one row: the scorer on every later row."""
+    a = _TEXTS[i]
+    return [j for j in range(i + 1, len(_TEXTS)) if _SCORER.score(a, _TEXTS[j])["rougeL"].fmeasure > ROUGE]
+
+
+def _row_vs_all(i: int) -> int:
+    a = _TEXTS[i]
+    return sum(_SCORER.score(a, b)["rougeL"].fmeasure > ROUGE for b in _TEXTS)
+
+
+def _pair_list(pairs: list[tuple[int, int]]) -> list[bool]:
+    return [_SCORER.score(_TEXTS[i], _TEXTS[j])["rougeL"].fmeasure > ROUGE for i, j in pairs]
+
+
+def baseline_full(texts: list[str], procs: int) -> tuple[set, float]:
+    t = time.perf_counter()
+    with mp.get_context("fork").Pool(procs, _init, (texts,)) as pool:
+        found = pool.map(_row_vs_later, range(len(texts)), chunksize=16)
+    pairs = {(i, j) for i, js in enumerate(found) for j in js}
+    return pairs, time.perf_counter() - t
+
+
+def baseline_sampled_time(texts: list[str], procs: int, sample: int) -> tuple[float, int]:
+    """Seconds for all n(n-1)/2 pairs, scaled from `sample` rows scored against every row."""
+    rows = random.Random(0).sample(range(len(texts)), sample)
+    t = time.perf_counter()
+    with mp.get_context("fork").Pool(procs, _init, (texts,)) as pool:
+        pool.map(_row_vs_all, rows, chunksize=1)
+    timed = sample * len(texts)
+    n = len(texts)
+    return (time.perf_counter() - t) * (n * (n - 1) / 2) / timed, timed
+
+
+def baseline_pairs_pruned(texts: list[str], procs: int) -> set:
+    """Exactly the pairs with ROUGE-L F1 > 0.7, scoring only pairs whose token overlap allows it."""
+    from scipy.sparse import csr_matrix
+
+    from seedloop.text import tokens   # the rouge_score tokenizer's rule: lowercase runs of [a-z0-9]
+
+    toks = [tokens(t) for t in texts]
+    vocab: dict[str, int] = {}
+    rows, cols, counts = [], [], []
+    for i, ts in enumerate(toks):
+        c: dict[int, int] = {}
+        for w in ts:
+            j = vocab.setdefault(w, len(vocab))
+            c[j] = c.get(j, 0) + 1
+        rows += [i] * len(c)
+        cols += list(c)
+        counts += list(c.values())
+    counts = np.array(counts)
+    lengths = np.array([len(t) for t in toks], dtype=np.float64)
+    n = len(texts)
+    # multiset overlap sum_t min(ca, cb) = sum_k [ca >= k].[cb >= k]
+    layers = [csr_matrix(((counts >= k).astype(np.float32), (rows, cols)), shape=(n, len(vocab)))
+              for k in range(1, int(counts.max()) + 1)]
+    candidates = []
+    for s in range(0, n, 2000):
+        overlap = sum((b[s:s + 2000] @ b.T).toarray() for b in layers)
+        need = ROUGE / 2 * (lengths[s:s + 2000, None] + lengths[None, :])   # F1 > 0.7 needs LCS > this
+        ii, jj = np.nonzero(overlap >= need - 1e-9)
+        ii += s
+        keep = ii < jj
+        candidates += list(zip(ii[keep].tolist(), jj[keep].tolist()))
+    with mp.get_context("fork").Pool(procs, _init, (texts,)) as pool:
+        chunks = [candidates[i:i + 5000] for i in range(0, len(candidates), 5000)]
+        verdicts = [v for part in pool.map(_pair_list, chunks) for v in part]
+    print(f"  (baseline pair set: {len(candidates)} candidate pairs of {n * (n - 1) // 2} scored exactly)")
+    return {p for p, v in zip(candidates, verdicts) if v}
+
+
+def seedloop_dedup(texts: list[str], cache: Path) -> tuple[set, float, Embedder]:
+    """The curate chain's dedup on plain texts, timed: (rows it drops, seconds, the embedder)."""
+    t = time.perf_counter()
+    ids = [str(i) for i in range(len(texts))]
+    rank = keep_rank(["generated"] * len(texts))
+    dropped = {d.row for d in exact_dedup.exact_duplicates(texts, ids, rank)}
+    rows = np.array([i for i in range(len(texts)) if i not in dropped])
+    e = Embedder(cache=cache)
+    x = e.embed([texts[i] for i in rows])
+    for d in edit_dedup.edit_duplicates([texts[i] for i in rows], [ids[i] for i in rows], rank[rows]):
+        dropped.add(int(rows[d.row]))
+    live = np.array([int(r) not in dropped for r in rows])
+    sem_rows, xs = rows[live], x[live]
+    graph = semantic_dedup.neighbour_graph(xs, min_similarity=THRESHOLD, k=10)
+    for d in semantic_dedup.semantic_duplicates(xs, [ids[i] for i in sem_rows], rank[sem_rows], graph, THRESHOLD):
+        dropped.add(int(sem_rows[d.row]))
+    seconds = time.perf_counter() - t
+    e.close()
+    return dropped, seconds, e
+
+
+def seedloop_pairs(texts: list[str], cache: Path) -> set:
+    """Every pair seedloop's rules call duplicates, judged pair by pair like the baseline (not timed):
+    the same normalized text, one light edit apart, or cosine >= THRESHOLD."""
+    from seedloop.text import normalized_hash, tokens
+
+    pairs = set()
+    groups: dict[str, list[int]] = {}
+    for i, t in enumerate(texts):
+        groups.setdefault(normalized_hash(t), []).append(i)
+    for g in groups.values():
+        pairs.update((a, b) for k, a in enumerate(g) for b in g[k + 1:])
+    pairs.update(edit_dedup.edit_pairs([tokens(t) for t in texts]))
+    e = Embedder(cache=cache)
+    x = e.embed(texts)
+    e.close()
+    for s in range(0, len(x), 2048):
+        ii, jj = np.nonzero(x[s:s + 2048] @ x.T >= THRESHOLD - 1e-6)
+        ii += s
+        pairs.update(zip(ii[ii < jj].tolist(), jj[ii < jj].tolist()))
+    return pairs
+
+
+def greedy_drops(n: int, pairs: set) -> set:
+    """Rows Self-Instruct's incremental filter drops: too close to an earlier row it kept."""
+    later: dict[int, list[int]] = {}
+    for i, j in pairs:
+        later.setdefault(j, []).append(i)
+    dropped = set()
+    for j in range(n):
+        if any(i not in dropped for i in later.get(j, ())):
+            dropped.add(j)
+    return dropped
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rows", type=int, default=5000)
+    parser.add_argument("--full-baseline", action="store_true")
+    parser.add_argument("--sample", type=int, default=100, help="rows timed against all rows (scaled baseline)")
+    parser.add_argument("--procs", type=int, default=os.cpu_count() or 1)
+    args = parser.parse_args()
+    # Banking77 holds 9,972 distinct messages (up to case and punctuation): at 20,000 rows a few more copies
+    originals = len(planted_set(args.rows // 2, 0, 0, 0))
+    n_exact, n_surface = originals // 10, originals // 5
+    plan = planted_set(originals, n_exact, n_surface, args.rows - originals - n_exact - n_surface, seed=11)
+    texts = [r["text"] for r in plan]
+    print(f"{len(texts)} rows: {originals} distinct Banking77 messages + {len(texts) - originals} planted copies")
+
+    cache = Path(tempfile.mkdtemp(prefix="curate_vs_rouge_")) / "emb.sqlite"
+    s_drops, s_cold, e = seedloop_dedup(texts, cache)
+    _, s_warm, _ = seedloop_dedup(texts, cache)
+    print(f"seedloop dedup: {s_cold:.1f} s cold ({e.encoded} rows embedded), {s_warm:.2f} s with cached vectors")
+
+    if args.full_baseline:
+        b_pairs, b_time = baseline_full(texts, args.procs)
+        how = "all pairs scored"
+        if args.rows <= 5000:
+            assert baseline_pairs_pruned(texts, args.procs) == b_pairs, "pruned pair set differs from brute force"
+    else:
+        b_time, timed = baseline_sampled_time(texts, args.procs, args.sample)
+        b_pairs = baseline_pairs_pruned(texts, args.procs)
+        how = f"scaled from {timed} pairs timed"
+    print(f"Self-Instruct ROUGE-L > {ROUGE} (rouge_score, {args.procs} processes): {b_time:.0f} s ({how})")
+    print(f"speed ratio baseline / seedloop: {b_time / s_cold:.0f}x cold, {b_time / s_warm:.0f}x cached vectors"
+          f"   (goal >= 100x at 20,000 rows)")
+
+    s_pairs = seedloop_pairs(texts, cache)
+    both = s_pairs & b_pairs
+    print(f"pairs called duplicates: seedloop {len(s_pairs)}, ROUGE-L {len(b_pairs)}, both {len(both)}; "
+          f"agreement (Jaccard) {len(both) / max(1, len(s_pairs | b_pairs)):.3f}")
+    b_drops = greedy_drops(len(texts), b_pairs)
+    print(f"rows dropped: seedloop {len(s_drops)}, ROUGE-L filter {len(b_drops)}, both {len(s_drops & b_drops)}")
+    for kind in ("exact", "surface", "edit", "original"):
+        rows = {i for i, r in enumerate(plan) if r["kind"] == kind}
+        print(f"  {kind:8} rows {len(rows):6}: dropped by seedloop {len(rows & s_drops) / len(rows):.3f}, "
+              f"by ROUGE-L {len(rows & b_drops) / len(rows):.3f}")
+
+
+if __name__ == "__main__":
+    main()
