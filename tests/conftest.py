@@ -14,6 +14,8 @@ import pytest
 
 from tests.fakes import FakeLLMServer
 
+pytest_plugins = ["tests.label_studio"]   # the session Label Studio server (review, active learning, loop)
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared"

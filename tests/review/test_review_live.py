@@ -12,7 +12,7 @@ from curate.review.server import login
 from seedloop.record import new_record, to_frame
 from seedloop.tables import read_table, write_table
 from tests.conftest import run_cli
-from tests.review.conftest import ANNOTATORS
+from tests.label_studio import ANNOTATORS
 
 pytestmark = pytest.mark.slow
 

@@ -1,8 +1,7 @@
 """A real Label Studio server for the whole test session, and annotator accounts on it.
 
-Written to move as is to tests/conftest.py once other areas need it (active learning pushes its
-selections to the same kind of server). Starting takes about a minute on 2 cores (database setup);
-a restart on the same data folder about 10 s.
+A pytest plugin (tests/conftest.py loads it), shared by review, active learning and the loop.
+Starting takes about a minute on 2 cores (database setup); a restart on the same data folder about 10 s.
 """
 
 from __future__ import annotations

@@ -1,0 +1,188 @@
+"""`seedloop train`, `seedloop evaluate` and `seedloop export`."""
+
+from __future__ import annotations
+
+import json
+import logging
+import warnings
+from pathlib import Path
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.syntax import Syntax
+from rich.table import Table
+
+from seedloop.atomic import write_text
+from seedloop.cli.common import console, handle_errors, out
+from seedloop.errors import InputError
+
+
+
+def _quiet_libraries() -> None:
+    # bitsandbytes warns that an optional fused CPU kernel (for the eval path we turn off) is missing,
+    # and transformers/peft warn about renamed methods they call themselves: nothing a user can act on
+    logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()   # our own progress bar is the one to watch
+    warnings.filterwarnings("ignore", message=".*gemv_4bit.*")
+
+
+@handle_errors
+def train(
+    data: Path = typer.Option(..., "--data", help="Record table (.parquet or .jsonl) to train on."),
+    base: str = typer.Option("local", "--base", help="Base model: a Hugging Face folder, or 'local' for the "
+                             "packaged SmolLM2-135M-Instruct."),
+    out_dir: Path = typer.Option(..., "--out", help="Output folder: adapter, tokenizer, config, metrics."),
+    overrides: list[str] = typer.Argument(None, help="Settings as key=value, e.g. lr=1e-4 epochs=2 "
+                                          "(keys: train/configs/qlora.yaml)."),
+    config: str = typer.Option(None, "--config", help="YAML config file, or a shipped one: qlora (default), "
+                               "lora, smoke."),
+    eval_data: Path = typer.Option(None, "--eval-data", help="Held-out table (default: eval_fraction of --data)."),
+    four_bit: bool = typer.Option(None, "--4bit/--no-4bit", help="QLoRA on a 4-bit base (default), or plain LoRA."),
+    init_adapter: Path = typer.Option(None, "--init-adapter", help="Warm-start from this adapter (a previous "
+                                      "round's --out)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue a killed run from its latest checkpoint "
+                                "(a finished run is left as it is)."),
+    report_to: str = typer.Option(None, "--report-to", help="mlflow (default, file store in OUT/mlruns), "
+                                  "wandb or none."),
+    tracking_uri: str = typer.Option(None, "--tracking-uri", help="MLflow tracking URI (default OUT/mlruns)."),
+) -> None:
+    """Fine-tune a student on curated and reviewed records with QLoRA.
+
+    Rows with status 'rejected' are skipped; the loss is on answer tokens only.
+    The resolved config is printed first and saved as OUT/train_config.yaml;
+    the adapter, metrics.json and loss_curve.png land in OUT. Kill it at any
+    point: `--resume` continues from the last checkpoint.
+    """
+    from train.config import dump, resolve
+
+    _quiet_libraries()
+    settings = resolve(config, overrides or [], four_bit=four_bit, report_to=report_to, tracking_uri=tracking_uri)
+    console.print(f"[bold]seedloop train[/] {data} on {base} -> {out_dir}"
+                  + (f" (warm start from {init_adapter})" if init_adapter else ""), highlight=False)
+    console.print(Syntax(dump(settings), "yaml", theme="ansi_dark", background_color="default"))
+    from train.recipe import train as run_training
+
+    with _TrainProgress() as progress:
+        metrics = run_training(data, base, out_dir, eval_data=eval_data, init_adapter=init_adapter, resume=resume,
+                               progress=progress.update, **settings)
+    _train_summary(metrics, out_dir)
+
+
+class _TrainProgress:
+    """A rich progress bar fed by train()'s events."""
+
+    def __enter__(self):
+        self.bar = Progress(TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                            TextColumn("{task.fields[loss]}"), TimeElapsedColumn(), TimeRemainingColumn(),
+                            console=console)
+        self.bar.__enter__()
+        self.task = None
+        self.eval_text = ""
+        return self
+
+    def update(self, event: dict) -> None:
+        kind = event["event"]
+        if kind == "note":
+            console.print(f"[yellow]note:[/] {event['text']}", highlight=False)
+        elif kind == "start":
+            dropped = {k: v for k, v in event.items() if k not in ("event", "total", "step", "train_examples",
+                                                                   "eval_examples") and v}
+            console.print(f"{event['train_examples']} training and {event['eval_examples']} held-out examples"
+                          + (f"; skipped {dropped}" if dropped else ""), highlight=False)
+            self.task = self.bar.add_task("training", total=event["total"], completed=event["step"], loss="")
+        elif kind == "eval":
+            self.eval_text = f"eval {event['eval_loss']:.4f}"
+            if self.task is not None:
+                self.bar.update(self.task, loss=self.eval_text)
+        elif kind == "step" and self.task is not None:
+            self.bar.update(self.task, completed=event["step"], loss=f"loss {event['loss']:.4f}  {self.eval_text}")
+
+    def __exit__(self, *exc):
+        return self.bar.__exit__(*exc)
+
+
+def _train_summary(metrics: dict, out_dir: Path) -> None:
+    table = Table(title=f"trained -> {out_dir}", show_header=False)
+    for key in ("steps", "stopped_early", "train_loss", "initial_eval_loss", "final_eval_loss", "best_eval_loss",
+                "best_step", "tokens_per_second", "peak_rss_mb", "peak_gpu_mb", "model_footprint_mb",
+                "trainable_params", "chat_template"):
+        if metrics.get(key) is not None:
+            value = metrics[key]
+            table.add_row(key, f"{value:.4f}" if isinstance(value, float) and key.endswith("loss") else str(value))
+    for reason, count in (metrics.get("data", {}).get("counts") or {}).items():
+        if count:
+            table.add_row(f"records {reason.replace('_', ' ')}", str(count))
+    console.print(table)
+
+
+@handle_errors
+def evaluate(
+    model: str = typer.Option(..., "--model", help="A `seedloop train` output folder, a merged/plain model "
+                              "folder, or 'local'."),
+    data: Path = typer.Option(..., "--data", help="Record table with reference outputs."),
+    labels: str = typer.Option(None, "--labels", help="The label set: comma-separated, or a .json list / "
+                               ".txt file (default: detected when outputs are few distinct short strings)."),
+    metrics_out: Path = typer.Option(None, "--out", help="Also write the metrics here (.json)."),
+    predictions: Path = typer.Option(None, "--predictions", help="Write each record's answer here (.parquet/.jsonl)."),
+    max_new_tokens: int = typer.Option(None, help="Longest answer to generate (default: longest reference + 8)."),
+    batch_size: int = typer.Option(8, help="Records per forward pass."),
+    score_labels: bool = typer.Option(True, "--score-labels/--no-score-labels",
+                                      help="Also pick the most likely label by log-probability."),
+) -> None:
+    """Loss, and accuracy (labels from a known set) or exact match and ROUGE-L, of a trained model."""
+    _quiet_libraries()
+    from train.evaluation import evaluate as run_evaluation
+
+    label_list = _read_labels(labels) if labels else None
+    with Progress(TextColumn("answering"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=console) as bar:
+        task = bar.add_task("answering", total=None)
+        metrics = run_evaluation(model, data, labels=label_list, max_new_tokens=max_new_tokens, batch_size=batch_size,
+                                 score_labels=score_labels, predictions=predictions,
+                                 progress=lambda k: bar.update(task, completed=k))
+    table = Table(title=f"{model} on {data}", show_header=False)
+    for key, value in metrics.items():
+        if not isinstance(value, dict) and value is not None:
+            table.add_row(key, str(value))
+    out.print(table)
+    if metrics_out:
+        write_text(metrics_out, json.dumps(metrics, indent=1))
+
+
+def _read_labels(spec: str) -> list[str]:
+    path = Path(spec)
+    if path.suffix in (".json", ".txt"):
+        if not path.is_file():
+            raise InputError("labels file not found", file=str(path))
+        text = path.read_text(encoding="utf-8")
+        try:
+            labels = json.loads(text) if path.suffix == ".json" else [line.strip() for line in text.splitlines()]
+        except json.JSONDecodeError as exc:
+            raise InputError(f"not valid JSON: {exc.msg}", file=str(path), line=exc.lineno) from None
+        if not isinstance(labels, list):
+            raise InputError("expected a JSON list of labels", file=str(path))
+        return [str(label) for label in labels if str(label).strip()]
+    return [label.strip() for label in spec.split(",") if label.strip()]
+
+
+@handle_errors
+def export(
+    adapter: Path = typer.Argument(..., help="A `seedloop train` output folder."),
+    out_dir: Path = typer.Option(..., "--out", help="Where to write the export (a folder)."),
+    merge: bool = typer.Option(False, "--merge", help="Merge the adapter into a full copy of the base for serving."),
+    dtype: str = typer.Option("bf16", help="Merged weights: bf16 or fp32 (never the 4-bit training weights)."),
+) -> None:
+    """Export an adapter: the adapter alone (with tokenizer and config), or --merge'd into its base."""
+    _quiet_libraries()
+    from train.export import copy_adapter, merge_adapter
+
+    if merge:
+        merge_adapter(adapter, out_dir, dtype=dtype)
+        console.print(f"merged {adapter} into a {dtype} copy of its base -> {out_dir}", highlight=False)
+    else:
+        copy_adapter(adapter, out_dir)
+        console.print(f"copied the adapter in {adapter} -> {out_dir}", highlight=False)

@@ -1,0 +1,69 @@
+"""Config: every shipped file resolves, bad keys and values are named, and train()'s defaults are the YAML's."""
+
+from __future__ import annotations
+
+import inspect
+
+import pytest
+
+from seedloop.errors import ConfigError
+from train.config import defaults, parse_overrides, resolve, shipped_configs
+
+
+@pytest.mark.parametrize("name", shipped_configs())
+def test_every_shipped_config_resolves(name):
+    resolved = resolve(name)
+    assert set(resolved) == set(defaults())
+
+
+def test_shipped_configs_are_the_expected_ones():
+    assert {"qlora", "lora", "smoke"} <= set(shipped_configs())
+
+
+def test_train_signature_defaults_match_the_default_config():
+    from train.recipe import train
+
+    params = inspect.signature(train).parameters
+    for key, value in defaults().items():
+        assert key in params, f"qlora.yaml key {key} is not a parameter of train()"
+        assert params[key].default == value, f"{key}: train() default {params[key].default!r} != yaml {value!r}"
+
+
+def test_overrides_are_typed_by_yaml():
+    assert resolve(None, ["lr=1e-4"])["lr"] == 1e-4
+    assert parse_overrides(["lr=1.0e-4", "pack=false", "target_modules=[q_proj, v_proj]", "run_name="]) == {
+        "lr": 1e-4, "pack": False, "target_modules": ["q_proj", "v_proj"], "run_name": None}
+
+
+def test_layers_apply_in_order(tmp_path):
+    user = tmp_path / "mine.yaml"
+    user.write_text("lr: 0.001\nepochs: 1\n")
+    resolved = resolve(user, ["epochs=2"], four_bit=False, report_to=None)
+    assert (resolved["lr"], resolved["epochs"], resolved["four_bit"], resolved["report_to"]) == (0.001, 2, False, "mlflow")
+
+
+def test_unknown_key_names_the_nearest_one():
+    with pytest.raises(ConfigError, match="unknown key 'lora_rank'.*did you mean 'lora_r'"):
+        resolve(None, ["lora_rank=8"])
+
+
+@pytest.mark.parametrize("override, message", [
+    ("epochs=two", "'epochs' should be int"),
+    ("pack=1", "'pack' should be bool"),
+    ("overlong=skip", "'overlong' should be one of drop, truncate"),
+    ("eval_fraction=1.5", "'eval_fraction' should be in"),
+    ("batch_size=0", "'batch_size' should be positive"),
+    ("lr", "is not key=value"),
+])
+def test_bad_values_are_named(override, message):
+    with pytest.raises(ConfigError, match=message):
+        resolve(None, [override])
+
+
+def test_bad_config_file_is_named(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("lr: [1, 2\n")
+    with pytest.raises(ConfigError, match="bad.yaml: not valid YAML"):
+        resolve(bad)
+    with pytest.raises(ConfigError, match="unknown config 'nope'"):
+        resolve("nope")

@@ -1,0 +1,58 @@
+"""Export a trained adapter: as a clean adapter folder, or merged into a full-precision copy of its base.
+
+Merging goes into a bf16 or fp32 copy of the base, never into the 4-bit weights: rounding the merged
+weights back to 4 bits about doubles the error (see ENVIRONMENT.md). The merged folder is a normal
+Hugging Face model (with the tokenizer and chat template the adapter was trained with) that any
+server can load.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from seedloop.atomic import atomic_path
+from seedloop.errors import InputError
+from train.models import load_base
+
+ADAPTER_FILES = ("adapter_model.safetensors", "adapter_config.json", "train_config.yaml", "metrics.json",
+                 "tokenizer.json", "tokenizer_config.json", "chat_template.jinja", "special_tokens_map.json",
+                 "tokenizer.model", "loss_curve.png", "README.md")
+
+
+def _adapter_folder(adapter_dir: str | Path) -> Path:
+    folder = Path(adapter_dir)
+    if not (folder / "adapter_config.json").is_file():
+        raise InputError("not a trained adapter folder: no adapter_config.json (train one with `seedloop train`)",
+                         file=str(folder))
+    return folder
+
+
+def merge_adapter(adapter_dir: str | Path, out: str | Path, *, dtype: str = "bf16") -> Path:
+    """Write base + adapter merged, in `dtype` (bf16 or fp32), to `out` (atomically)."""
+    from peft import PeftModel
+    from transformers import AutoTokenizer
+
+    from train.inference import _base_of, _train_config
+
+    folder = _adapter_folder(adapter_dir)
+    if dtype not in ("bf16", "fp32"):
+        raise InputError(f"merge dtype should be bf16 or fp32, found {dtype!r}", field="dtype")
+    base = load_base(_base_of(folder, _train_config(folder)), four_bit=False, dtype=dtype)
+    merged = PeftModel.from_pretrained(base, str(folder)).merge_and_unload()
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    with atomic_path(out) as tmp:
+        merged.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+    return Path(out)
+
+
+def copy_adapter(adapter_dir: str | Path, out: str | Path) -> Path:
+    """The adapter and what belongs with it, without checkpoints or tracking data."""
+    folder = _adapter_folder(adapter_dir)
+    with atomic_path(out) as tmp:
+        tmp.mkdir()
+        for name in ADAPTER_FILES:
+            if (folder / name).is_file():
+                shutil.copy2(folder / name, tmp / name)
+    return Path(out)
