@@ -185,7 +185,8 @@ def score_options(model, tokenizer, records: list[dict], options: list[str], *, 
         mask = inputs["attention_mask"]
         b = mask.shape[0]
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
-        out = model(input_ids=inputs["input_ids"], attention_mask=mask, position_ids=positions, use_cache=True)
+        out = model(input_ids=inputs["input_ids"], attention_mask=mask, position_ids=positions, use_cache=True,
+                    logits_to_keep=1)                                  # only the last position's logits
         first = out.logits[:, -1].float().log_softmax(-1)                                       # (b, vocab)
         cache = out.past_key_values
         cache.batch_repeat_interleave(k)

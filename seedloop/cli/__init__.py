@@ -7,9 +7,9 @@ import typer
 from seedloop import __version__
 from seedloop.cli import curate as _curate
 from seedloop.cli import generate as _generate
-from seedloop.cli import loop as _loop
 from seedloop.cli import review as _review
 from seedloop.cli import seeds as _seeds
+from seedloop.cli import select as _select
 from seedloop.cli import train as _train
 
 app = typer.Typer(name="seedloop", no_args_is_help=True, add_completion=False,
@@ -22,10 +22,8 @@ app.command("curate")(_curate.curate)
 app.command("train")(_train.train)
 app.command("evaluate")(_train.evaluate)
 app.command("export")(_train.export)
-app.command("init")(_loop.init)
-app.command("cycle")(_loop.cycle)
-app.command("status")(_loop.status)
-app.command("watch")(_loop.watch)
+app.command("select")(_select.select)
+app.command("simulate")(_select.simulate)
 
 
 @app.callback(invoke_without_command=True)

@@ -1,0 +1,68 @@
+"""Scoring a pool with the fine-tuned model: the numbers each uncertainty strategy needs.
+
+One pass per strategy family, batched:
+  mnlp, entropy    greedy answers with each token's log-probability and the entropy of each step's
+                   next-token distribution, both from the logits generation already computes
+  label_entropy, margin
+                   the sequence log-probability of every label option, the prompt run once per item
+                   and its key/value cache shared by the options (train.inference.score_options);
+                   the answer is the most likely label
+  disagreement     n sampled answers per item (plus the greedy answer, which is what gets prefilled)
+  random           a seeded uniform draw; answers only for what is picked (see select.py)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from active_learning import uncertainty as U
+from seedloop.errors import ConfigError
+
+
+@dataclass
+class PoolScores:
+    strategy: str
+    uncertainty: np.ndarray          # one per item, higher = less sure
+    answers: list[str | None]        # the model's answer per item (None where not computed)
+    generated_tokens: int = 0
+
+
+def check_strategy(strategy: str, labels: list[str] | None) -> None:
+    if strategy not in U.STRATEGIES:
+        raise ConfigError(f"unknown strategy '{strategy}': expected one of {', '.join(U.STRATEGIES)}")
+    if strategy in U.LABEL_SET and not labels:
+        raise ConfigError(f"strategy '{strategy}' needs the label set: pass --labels a,b,c (or --labels-from FIELD)")
+    if labels is not None and len(set(labels)) < 2:
+        raise ConfigError(f"--labels needs at least two different labels, got {labels}")
+
+
+def score_pool(model, tokenizer, records: list[dict], strategy: str, *, labels: list[str] | None = None,
+               max_new_tokens: int = 48, batch_size: int = 8, samples: int = 5, temperature: float = 1.0,
+               seed: int = 0, progress: Callable[[int], None] | None = None) -> PoolScores:
+    """Uncertainty of every record under `strategy`; `progress(done)` counts records."""
+    from train.inference import answer, sample_answers, score_options
+
+    check_strategy(strategy, labels)
+    if strategy == "random":
+        return PoolScores(strategy, np.random.default_rng(seed).random(len(records)), [None] * len(records))
+    if strategy in U.LABEL_SET:
+        option_lp = score_options(model, tokenizer, records, labels, batch_size=batch_size, progress=progress)
+        score = U.label_entropy if strategy == "label_entropy" else U.margin
+        return PoolScores(strategy, score(option_lp), [labels[i] for i in option_lp.argmax(axis=1)])
+    greedy = answer(model, tokenizer, records, max_new_tokens=max_new_tokens, batch_size=batch_size,
+                    progress=None if strategy == "disagreement" else progress)
+    tokens = sum(len(a.token_ids) for a in greedy)
+    if strategy == "mnlp":
+        values = [U.mnlp(a.token_logprobs) for a in greedy]
+    elif strategy == "entropy":
+        values = [U.mean_entropy(a.token_entropies) for a in greedy]
+    else:
+        sampled = sample_answers(model, tokenizer, records, n=samples, temperature=temperature,
+                                 max_new_tokens=max_new_tokens, batch_size=batch_size, seed=seed)
+        values = [U.disagreement(s) for s in sampled]
+        if progress:
+            progress(len(records))
+    return PoolScores(strategy, np.array(values, dtype=float), [a.text for a in greedy], tokens)

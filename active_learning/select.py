@@ -1,0 +1,77 @@
+"""`select_from_pool`: score an unlabeled pool with a trained model and pick what annotators see next."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import polars as pl
+
+from active_learning.batch import check_k, select_batch
+from active_learning.scoring import PoolScores, check_strategy, score_pool
+from curate.rows import checked_texts
+from seedloop.record import conform
+
+
+@dataclass
+class Selection:
+    picks: pl.DataFrame      # k rows, most useful first: output = the model's answer, scores set
+    scores: pl.DataFrame     # every pool row the same way
+    pool: PoolScores
+
+
+def select_from_pool(model_dir: str | Path, pool: pl.DataFrame, k: int, *, strategy: str = "mnlp",
+                     labels: list[str] | None = None, diversity: bool = True, pool_factor: float = 3.0,
+                     max_new_tokens: int = 48, batch_size: int = 8, samples: int = 5, seed: int = 0,
+                     round: int | None = None, embedder=None, loaded=None, where: str | None = None,
+                     progress: Callable[[str, int, int], None] | None = None) -> Selection:
+    """Score every row of `pool` under `strategy` and pick k: the most uncertain, diversified by
+    k-center greedy on sentence embeddings of the prompts over the pool_factor*k most uncertain.
+
+    `loaded` = (model, tokenizer) skips loading `model_dir` again (the simulation reuses one model);
+    `embedder` is a curate.embed.Embedder (default: the packaged MiniLM, no cache).
+    """
+    from train.inference import answer, load_for_inference
+
+    pool = conform(pool, where=where or "pool")
+    check_k(k, pool.height)
+    check_strategy(strategy, labels)
+    texts = checked_texts(pool, "prompt", where=where)     # every row needs an instruction
+    model, tokenizer = loaded or load_for_inference(model_dir)
+    records = pool.to_dicts()
+
+    def step(name: str, total: int):
+        return (lambda done, *_: progress(name, done, total)) if progress else (lambda *_: None)
+
+    scored = score_pool(model, tokenizer, records, strategy, labels=labels, max_new_tokens=max_new_tokens,
+                        batch_size=batch_size, samples=samples, seed=seed, progress=step("scoring", len(records)))
+    vectors = None
+    if diversity and strategy != "random" and k < len(records):
+        if embedder is None:
+            from curate.embed import Embedder
+            embedder = Embedder()
+        vectors = embedder.embed(texts, progress=lambda done, total: step("embedding", total)(done))
+    picked = select_batch(scored.uncertainty, k, embeddings=vectors, pool_factor=pool_factor)
+    missing = [i for i in picked if scored.answers[i] is None]     # random: answer only what is picked
+    if missing:
+        for i, a in zip(missing, answer(model, tokenizer, [records[i] for i in missing],
+                                        max_new_tokens=max_new_tokens, batch_size=batch_size)):
+            scored.answers[i] = a.text
+    frame = _with_scores(pool, scored, round)
+    return Selection(frame[picked], frame, scored)
+
+
+def _with_scores(pool: pl.DataFrame, scored: PoolScores, round: int | None) -> pl.DataFrame:
+    old = pool["scores"].to_list()
+    scores = [{**(s or {}), "uncertainty": float(u) if np.isfinite(u) else None, "strategy": scored.strategy}
+              for s, u in zip(old, scored.uncertainty)]
+    frame = pool.with_columns(
+        pl.Series("output", scored.answers, dtype=pl.Utf8),
+        pl.Series("scores", scores, dtype=pool.schema["scores"]),
+        pl.Series("status", ["pending"] * pool.height, dtype=pl.Utf8),
+    )
+    if round is not None:
+        frame = frame.with_columns(pl.lit(round, dtype=pl.Int32).alias("round"))
+    return frame
