@@ -292,8 +292,11 @@ def _setup_model(base_path, *, four_bit, dtype, lora_r, lora_alpha, lora_dropout
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=gradient_checkpointing,
                                                 gradient_checkpointing_kwargs=checkpointing)
     elif gradient_checkpointing:
-        enable = getattr(model, "activation_checkpointing_enable", None) or model.gradient_checkpointing_enable
-        enable(gradient_checkpointing_kwargs=checkpointing)
+        # transformers 5 renamed it (and its keyword); the old name still works but warns
+        if hasattr(model, "activation_checkpointing_enable"):
+            model.activation_checkpointing_enable(activation_checkpointing_kwargs=checkpointing)
+        else:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=checkpointing)
     if init_adapter:
         return PeftModel.from_pretrained(model, str(init_adapter), is_trainable=True)
     lora = LoraConfig(r=lora_r, lora_alpha=lora_alpha, lora_dropout=lora_dropout, target_modules=target_modules,

@@ -120,3 +120,10 @@ def test_early_stopping_stops_and_keeps_the_best_adapter(tiny_model, sentiment, 
     metrics = train(sentiment, tiny_model, tmp_path / "run", report_to="none", early_stopping_patience=1,
                     early_stopping_threshold=100.0, **{**FAST, "eval_every": 2})
     assert metrics["stopped_early"] and metrics["steps"] == 2 and metrics["best_step"] == 0
+
+
+def test_plain_lora_with_activation_checkpointing_trains(tiny_model, sentiment, tmp_path):
+    """The shipped `lora` config checkpoints activations on a full-precision base (no kbit preparation)."""
+    metrics = train(sentiment, tiny_model, tmp_path / "lora", four_bit=False, report_to="none",
+                    **{**FAST, "max_steps": 2, "gradient_checkpointing": True})
+    assert metrics["steps"] == 2 and (tmp_path / "lora" / "adapter_model.safetensors").is_file()
