@@ -26,10 +26,19 @@ $(LS_VENV)/.installed:
 
 labelstudio: $(LS_VENV)/.installed
 
+# The whole loop on the bundled example: round 0 generates and curates the pool with the embedded
+# teacher; rounds 1 and 2 train the embedded student (warm start), evaluate, select and review. The
+# automatic reviewer stands in for annotators (README); with LABEL_STUDIO_URL, LABEL_STUDIO_API_KEY
+# and DEMO_PROJECT=name set, everything goes through that Label Studio project. Re-run after a crash:
+# it continues where it stopped (`--until 2` never adds a third round).
+WS ?= out/workspace
+DEMO_PROJECT ?=
 demo: setup
-	$(BIN)/seedloop generate --seeds examples/banking_seeds.jsonl --n 100 --out out/generated.parquet \
-		--drops out/dropped.jsonl --hf-dataset out/generated_hf --cache out/cache.sqlite
-	$(BIN)/seedloop ledger --cache out/cache.sqlite
+	@test -f $(WS)/seedloop.yaml || $(BIN)/seedloop init $(WS) --seeds examples/banking_seeds.jsonl --n 30 --k 8 \
+		--auto-review $(if $(DEMO_PROJECT),--project $(DEMO_PROJECT)) --train-config lora \
+		--train-set max_steps=6 --train-set eval_every=6 --train-set save_every=3 --train-set max_length=256
+	$(BIN)/seedloop cycle $(WS) --until 2
+	$(BIN)/seedloop status $(WS)
 
 test: setup labelstudio
 	HF_HUB_OFFLINE=1 $(BIN)/pytest -q

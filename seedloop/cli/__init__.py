@@ -7,6 +7,7 @@ import typer
 from seedloop import __version__
 from seedloop.cli import curate as _curate
 from seedloop.cli import generate as _generate
+from seedloop.cli import loop as _loop
 from seedloop.cli import review as _review
 from seedloop.cli import seeds as _seeds
 from seedloop.cli import select as _select
@@ -24,6 +25,10 @@ app.command("evaluate")(_train.evaluate)
 app.command("export")(_train.export)
 app.command("select")(_select.select)
 app.command("simulate")(_select.simulate)
+app.command("init")(_loop.init)
+app.command("cycle")(_loop.cycle)
+app.command("status")(_loop.status)
+app.command("watch")(_loop.watch)
 
 
 @app.callback(invoke_without_command=True)

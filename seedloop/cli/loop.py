@@ -1,0 +1,190 @@
+"""`seedloop init`, `seedloop cycle`, `seedloop status` and `seedloop watch`: the workspace loop."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from seedloop.cli.common import console, handle_errors, out
+from seedloop.errors import ConfigError
+
+
+def _say(text: str) -> None:
+    console.print(text, highlight=False, markup=False)
+
+
+def _parse_overrides(items: list[str] | None) -> dict:
+    import yaml
+
+    result = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--train-set expects key=value, found {item!r}")
+        result[key] = yaml.safe_load(value)
+    return result
+
+
+@handle_errors
+def init(
+    folder: Path = typer.Argument(..., help="The workspace folder to create."),
+    seeds: Path = typer.Option(..., "--seeds", help="Seed file (any format `seedloop seeds inspect` reads)."),
+    teacher: str = typer.Option("local", help="local | local:PATH | openai:MODEL | anthropic:MODEL."),
+    n: int = typer.Option(60, "--n", help="Records the teacher generates for the pool in round 0."),
+    project: str = typer.Option(None, "--project", help="Label Studio project (else selections are only written)."),
+    auto_review: bool = typer.Option(False, "--auto-review", help="Let the automatic reviewer stand in for "
+                                     "annotators (see README)."),
+    student: str = typer.Option("local", help="Student: local (packaged SmolLM2-135M-Instruct) or a model folder."),
+    k: int = typer.Option(12, "--k", help="Items sent to annotators each round."),
+    train_config: str = typer.Option("lora", "--train-config", help="qlora | lora | smoke | PATH.yaml."),
+    train_set: list[str] = typer.Option(None, "--train-set", help="Trainer setting as key=value (repeatable), "
+                                        "e.g. --train-set max_steps=8."),
+    force: bool = typer.Option(False, help="Overwrite the config of an existing workspace."),
+) -> None:
+    """Create a workspace: seedloop.yaml, the seed file, and a fixed evaluation split never trained on."""
+    from seedloop.loop.init import init_workspace
+
+    ws = init_workspace(folder, seeds, teacher=teacher, n=n, project=project, auto=auto_review,
+                        train_config=train_config, overrides=_parse_overrides(train_set), student=student, k=k,
+                        force=force)
+    import polars as pl
+
+    n_eval = pl.read_parquet(ws.eval_path).height
+    n_train = pl.read_parquet(ws.root / "seeds_train.parquet").height
+    console.print(f"[bold]workspace[/] {ws.root}: {n_train} training seeds, {n_eval} held out in "
+                  f"{ws.eval_path.name}; edit {ws.config_path.name}, then run `seedloop cycle {ws.root}`",
+                  highlight=False)
+
+
+@handle_errors
+def cycle(
+    folder: Path = typer.Argument(Path("."), help="The workspace (default: here)."),
+    until: int = typer.Option(None, "--until", help="Run cycles until this round is done (none if it already "
+                              "is): a re-run after a crash converges instead of adding rounds."),
+) -> None:
+    """Run the next round: pull labels, build the training set, train (warm start), evaluate and
+    promote, score the pool, select and push. Re-run after a crash: finished steps are skipped."""
+    from seedloop.loop import run_cycle
+    from seedloop.loop.cycle import finished_rounds
+    from seedloop.workspace import open_workspace
+
+    ws = open_workspace(folder)
+    if until is not None and until < 1:
+        raise ConfigError(f"--until must be at least 1, got {until}")
+    _quiet()
+    while until is None or max(finished_rounds(ws), default=0) < until:
+        start = time.perf_counter()
+        data = run_cycle(ws, say=_say)
+        _say(f"round {data['round']} done in {time.perf_counter() - start:.1f} s -> {ws.round_dir(data['round'])}")
+        if until is None:
+            break
+    _where(ws)
+
+
+@handle_errors
+def status(
+    folder: Path = typer.Argument(Path("."), help="The workspace (default: here)."),
+    plot: Path = typer.Option(None, help="Where to write the PNG plot (default: WORKSPACE/status.png)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the rows as JSON instead of a table."),
+) -> None:
+    """Rounds, labels gained, metric per round (table and PNG), the promoted adapter, spend."""
+    from seedloop.loop.status import current_adapter, plot as draw, pool_info, round_rows, spend
+    from seedloop.workspace import load_config, open_workspace
+
+    ws = open_workspace(folder)
+    metric = load_config(ws)["promote"]["metric"]
+    rows = round_rows(ws)
+    requests, usd = spend(ws)
+    adapter = current_adapter(ws)
+    png = draw(rows, metric, plot or ws.root / "status.png")
+    if as_json:
+        out.print_json(json.dumps({"rounds": rows, "pool": pool_info(ws), "promoted_adapter": str(adapter) if adapter
+                                   else None, "requests": requests, "cost_usd": usd, "plot": str(png) if png else None}))
+        return
+    table = Table(title=f"seedloop status: {ws.root}")
+    for col in ("round", "status", "labels", "+new", "rows", metric, "rouge_l", "promoted", "picked", "pushed", "s"):
+        table.add_column(col, justify="right")
+    for r in rows:
+        table.add_row(*[_cell(r[k]) for k in ("round", "status", "labels", "gained", "train_rows", "metric", "rouge_l",
+                                              "promoted", "selected", "pushed", "seconds")])
+    out.print(table)
+    info = pool_info(ws)
+    out.print(f"pool: {info['generated']} generated, {info['pool']} kept after curation" if info["pool"] is not None
+              else "pool: not built yet (the first `seedloop cycle` builds it)", highlight=False)
+    out.print(f"promoted adapter: {adapter or 'none yet'}", highlight=False)
+    out.print(f"teacher spend (ledger): {requests} requests, ${usd:.4f}", highlight=False)
+    if png:
+        out.print(f"plot: {png}", highlight=False)
+
+
+@handle_errors
+def watch(
+    folder: Path = typer.Argument(Path("."), help="The workspace (default: here)."),
+    every: int = typer.Option(..., "--every", help="Run a cycle once this many new annotations exist."),
+    interval: float = typer.Option(30.0, help="Seconds between polls of Label Studio."),
+    once: bool = typer.Option(False, help="Exit after one cycle."),
+) -> None:
+    """Poll Label Studio; when EVERY new annotations exist (beyond those the last round used), run a cycle."""
+    from curate.review import UnknownProject, review_status
+    from seedloop.loop import run_cycle
+    from seedloop.loop.cycle import labels_before
+    from seedloop.loop.steps import label_studio
+    from seedloop.workspace import load_config, open_workspace
+
+    if every < 1:
+        raise ConfigError(f"--every must be at least 1, got {every}")
+    ws = open_workspace(folder)
+    project, conn = label_studio(load_config(ws))
+    if conn is None:
+        raise ConfigError(f"{ws.config_path}: 'label_studio.project' is not set: watch polls a Label Studio project")
+    _quiet()
+    while True:
+        used = labels_before(ws, 10**9)
+        try:
+            reviewed = review_status(conn, project).reviewed
+        except UnknownProject:   # nothing pushed yet: the first cycle creates the project
+            reviewed = 0
+        if reviewed - used >= every:
+            _say(f"{reviewed - used} new annotations (>= {every}): running a cycle")
+            data = run_cycle(ws, say=_say)
+            _say(f"round {data['round']} done")
+            if once:
+                return
+            continue
+        _say(f"{reviewed - used} new annotations of {every}; next poll in {interval:g} s")
+        time.sleep(interval)
+
+
+def _where(ws) -> None:
+    from seedloop.loop.status import current_adapter
+
+    n = max(ws.round_numbers())
+    adapter = current_adapter(ws)
+    out.print(f"dataset: {ws.round_dir(n) / 'train.parquet'} (pool: {ws.round_dir(0) / 'pool.parquet'})",
+              highlight=False)
+    out.print(f"report: {ws.round_dir(n) / 'manifest.json'} (`seedloop status {ws.root}` for the table and plot)",
+              highlight=False)
+    out.print(f"adapter: {adapter or 'none promoted yet'}", highlight=False)
+
+
+def _cell(value) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    return str(value)
+
+
+def _quiet() -> None:
+    from seedloop.cli.train import _quiet_libraries
+
+    try:
+        _quiet_libraries()
+    except ImportError:
+        pass

@@ -1,0 +1,291 @@
+"""`seedloop cycle`: run the next round of the workspace, step by step, skipping what is done.
+
+A step runs only when its manifest entry is missing, its input hash changed, or an output is gone.
+Artifacts are written atomically and the manifest after each step, so SIGKILL at any moment leaves
+either the old state or the new one; a re-run continues (training resumes from its checkpoint, the
+teacher cache answers every request already paid, Label Studio pushes and annotations are keyed by
+record id and so never duplicated).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import polars as pl
+
+from seedloop.loop import reviewer, steps
+from seedloop.loop.manifest import Manifest, file_hash, value_hash
+from seedloop.tables import read_table, write_table
+from seedloop.workspace import Workspace, load_config
+
+Say = Callable[[str], None]
+
+
+@dataclass
+class Round:
+    ws: Workspace
+    config: dict
+    number: int
+    say: Say
+    manifest: Manifest = field(init=False)
+
+    def __post_init__(self):
+        self.dir = self.ws.round_dir(self.number)
+        self.manifest = Manifest(self.dir, self.number)
+
+    def path(self, name: str) -> Path:
+        return self.dir / name
+
+    def step(self, name: str, inputs: str, outputs: list[str], run: Callable[[], dict]) -> bool:
+        """Run `run` (which writes `outputs` and returns info for the manifest) unless already done."""
+        if self.manifest.done(name, inputs):
+            self.say(f"round {self.number} · {name}: done before, inputs unchanged (skipped)")
+            return False
+        self.say(f"round {self.number} · {name} ...")
+        start = time.perf_counter()
+        info = run() or {}
+        self.manifest.finish(name, inputs, outputs, time.perf_counter() - start, **info)
+        self.say(f"round {self.number} · {name}: {_brief(info)} ({time.perf_counter() - start:.1f} s)")
+        return True
+
+
+def run_cycle(ws: Workspace, say: Say = print) -> dict:
+    """Run (or finish) the next round; returns its manifest data."""
+    config = load_config(ws)
+    seeds_path = ws.seeds_path(config)
+    if not seeds_path.is_file():
+        from seedloop.errors import InputError
+        raise InputError("the workspace's seed file is missing (key 'seeds' in seedloop.yaml)", file=str(seeds_path))
+    project, conn = steps.label_studio(config)   # unreachable or bad token: stop here, before any work
+    bootstrap = Round(ws, config, 0, say)
+    if bootstrap.manifest.data["status"] != "done":
+        build_pool(bootstrap)
+    number = max(finished_rounds(ws), default=0) + 1
+    return run_round(Round(ws, config, number, say), project, conn)
+
+
+def finished_rounds(ws: Workspace) -> list[int]:
+    return [n for n in ws.round_numbers() if n > 0 and Manifest(ws.round_dir(n), n).data["status"] == "done"]
+
+
+def build_pool(r: Round) -> None:
+    """Round 0: the teacher expands the training seeds; curation (decontaminated) makes the pool."""
+    ws, config = r.ws, r.config
+    seeds_train = ws.root / "seeds_train.parquet"
+
+    def gen() -> dict:
+        result = steps.generate(ws, config, read_table(seeds_train))
+        write_table(result.records, r.path("generated.parquet"))
+        return {"records": result.records.height, "requests_sent": result.stats.sent,
+                "requests_cached": result.stats.cached, "cost_usd": round(result.spent, 6),
+                "dropped": dict(result.drop_counts), "stop_reason": result.stop_reason}
+
+    r.step("generate", value_hash([file_hash(seeds_train), config["teacher"], config["generate"]]),
+           ["generated.parquet"], gen)
+
+    def cur() -> dict:
+        result = steps.curate(ws, config, read_table(r.path("generated.parquet")), read_table(ws.eval_path))
+        pool = result.kept.with_columns(pl.lit(0, dtype=pl.Int32).alias("round"))
+        write_table(result.drops, r.path("curate_drops.parquet"))
+        write_table(pool, r.path("pool.parquet"))
+        return {"kept": pool.height, "dropped": dict(result.counts)}
+
+    r.step("curate", value_hash([file_hash(r.path("generated.parquet")), file_hash(ws.eval_path), config["curate"]]),
+           ["pool.parquet"], cur)
+    r.manifest.data.update(status="done", config=config)
+    r.manifest.save()
+
+
+def run_round(r: Round, project: str | None, conn) -> dict:
+    ws, config, n = r.ws, r.config, r.number
+    r.manifest.data["config"] = config
+    pool_path, seeds_train = ws.round_dir(0) / "pool.parquet", ws.root / "seeds_train.parquet"
+
+    def pull() -> dict:
+        labels = steps.pull(ws, n, project, conn)
+        write_table(labels, r.path("labels.parquet"))
+        before = labels_before(ws, n)
+        return {"labels": labels.height, "gained": labels.height - before,
+                "by_status": dict(labels["status"].value_counts().iter_rows()) if labels.height else {}}
+
+    r.step("pull", value_hash([project, n, _reviewed_hashes(ws, n)]), ["labels.parquet"], pull)
+
+    def trainset() -> dict:
+        df, counts = steps.training_set(read_table(r.path("labels.parquet")), read_table(seeds_train),
+                                        read_table(pool_path), read_table(ws.eval_path), config["train"]["unreviewed"])
+        write_table(df, r.path("train.parquet"))
+        return {"rows": df.height, "counts": counts, "policy": f"unreviewed synthetic rows: "
+                f"{config['train']['unreviewed']}"}
+
+    r.step("training_set", value_hash([file_hash(r.path("labels.parquet")), file_hash(seeds_train),
+                                       file_hash(pool_path), file_hash(ws.eval_path), config["train"]["unreviewed"]]),
+           ["train.parquet"], trainset)
+    train_step(r)
+    evaluate_and_promote(r)
+    select_and_push(r, project, conn)
+    r.manifest.data.update(summary(r), status="done")
+    r.manifest.save()
+    return r.manifest.data
+
+
+def summary(r: Round) -> dict:
+    """The round at a glance: input file hashes, counts, metrics, timings and the selected ids."""
+    ws, m = r.ws, r.manifest
+    prev = m.get("train", "init_adapter")
+    files = {"seeds": ws.seeds_path(r.config), "seeds_train": ws.root / "seeds_train.parquet",
+             "eval": ws.eval_path, "pool": ws.round_dir(0) / "pool.parquet", "labels": r.path("labels.parquet"),
+             "train": r.path("train.parquet"), "adapter": r.path("adapter/adapter_model.safetensors")}
+    if prev:
+        files["init_adapter"] = Path(prev) / "adapter_model.safetensors"
+    return {"inputs": {k: file_hash(p) for k, p in files.items()},
+            "counts": {"labels": m.get("pull", "labels"), "labels_gained": m.get("pull", "gained"),
+                       "train_rows": m.get("training_set", "rows"), "selected": m.get("select", "selected"),
+                       "pushed": m.get("push", "imported")},
+            "metrics": m.get("evaluate", "metrics"), "promoted": m.get("promote", "promoted"),
+            "promote_rule": m.get("promote", "rule"),
+            "timings": {k: v.get("seconds") for k, v in m.steps.items()},
+            "selected_ids": m.get("select", "ids")}
+
+
+def train_step(r: Round) -> None:
+    import train
+
+    settings = steps.train_settings(r.config)
+    prev = promoted_adapter(r.ws, before=r.number)
+    inputs = value_hash([file_hash(r.path("train.parquet")), file_hash(prev / "adapter_model.safetensors")
+                         if prev else None, settings, r.config["train"]["base"]])
+    if r.manifest.done("train", inputs):
+        r.say(f"round {r.number} · train: done before, inputs unchanged (skipped)")
+        return
+    out = r.path("adapter")
+    if not r.manifest.started("train", inputs) and out.exists():
+        shutil.rmtree(out)   # a run on other inputs: its checkpoints must not be resumed
+    r.say(f"round {r.number} · train ({r.config['train']['config']}"
+          + (f", warm start from {prev}" if prev else "") + ") ...")
+    start = time.perf_counter()
+    metrics = train.train(r.path("train.parquet"), r.config["train"]["base"], out, init_adapter=prev, resume=True,
+                          **settings)
+    info = {"init_adapter": str(prev) if prev else None, "steps": metrics.get("steps"),
+            "final_eval_loss": metrics.get("final_eval_loss") or metrics.get("eval_loss"),
+            "records": (metrics.get("data") or {}).get("counts")}
+    r.manifest.finish("train", inputs, ["adapter/metrics.json", "adapter/adapter_model.safetensors"], time.perf_counter() - start, **info)
+    r.say(f"round {r.number} · train: {_brief(info)} ({time.perf_counter() - start:.1f} s)")
+
+
+def evaluate_and_promote(r: Round) -> None:
+    import train
+
+    def ev() -> dict:
+        metrics = train.evaluate(r.path("adapter"), r.ws.eval_path,
+                                 max_new_tokens=r.config["eval"]["max_new_tokens"])
+        keep = {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+        _write_json(r.path("eval.json"), keep)
+        return {"loss": keep.get("loss"), "rouge_l": keep.get("rouge_l"), "metrics": keep}
+
+    r.step("evaluate", value_hash([file_hash(r.path("adapter/adapter_model.safetensors")),
+                                   file_hash(r.ws.eval_path), r.config["eval"]]), ["eval.json"], ev)
+    prev = promoted_adapter(r.ws, before=r.number)
+    prev_metrics = json.loads((prev.parent / "eval.json").read_text()) if prev else None
+    new_metrics = json.loads(r.path("eval.json").read_text())
+
+    def pro() -> dict:
+        ok, rule = steps.promote(r.config, new_metrics, prev_metrics)
+        return {"promoted": ok, "rule": rule, "previous": str(prev) if prev else None}
+
+    r.step("promote", value_hash([new_metrics, prev_metrics, r.config["promote"]]), [], pro)
+    r.say(f"round {r.number} · promote rule: {r.manifest.get('promote', 'rule')}")
+
+
+def select_and_push(r: Round, project: str | None, conn) -> None:
+    ws, config, n = r.ws, r.config, r.number
+    model = promoted_adapter(ws, before=n + 1)
+    pool = read_table(ws.round_dir(0) / "pool.parquet")
+    used = sent_ids(ws, before=n) | set(read_table(r.path("labels.parquet"))["id"])
+    candidates = pool.filter(~pl.col("id").is_in(list(used)))
+
+    def sel() -> dict:
+        if candidates.height == 0:
+            write_table(pool.clear(), r.path("selection.parquet"))
+            return {"selected": 0, "ids": [], "candidates": 0}
+        from curate.embed import Embedder
+
+        embedder = Embedder(None, cache=ws.embeddings)
+        try:
+            result = steps.select(model, candidates, config, n, embedder)
+        finally:
+            embedder.close()
+        write_table(result.picks, r.path("selection.parquet"))
+        return {"selected": result.picks.height, "candidates": candidates.height, "model": str(model),
+                "ids": result.picks["id"].to_list()}
+
+    r.step("select", value_hash([file_hash(model / "adapter_model.safetensors"), sorted(used), file_hash(
+        ws.round_dir(0) / "pool.parquet"), config["select"]]), ["selection.parquet"], sel)
+    picks = read_table(r.path("selection.parquet"))
+    if conn is not None:
+        def push() -> dict:
+            from curate.review import push_records
+
+            res = push_records(conn, picks, project, model_version=f"round-{n}")
+            return {"project": project, "imported": res.imported, "skipped": dict(res.skipped)}
+
+        r.step("push", value_hash([file_hash(r.path("selection.parquet")), project]), [], push)
+    if config["review"]["auto"]:
+        auto_review(r, picks, pool, project, conn)
+
+
+def auto_review(r: Round, picks: pl.DataFrame, pool: pl.DataFrame, project: str | None, conn) -> None:
+    rouge = r.config["review"]["accept_rouge"]
+
+    def run() -> dict:
+        if conn is not None:
+            return reviewer.annotate_in_label_studio(conn, project, picks, pool, rouge)
+        reviewed = reviewer.review_table(picks, pool, rouge)
+        write_table(reviewed, r.path("reviewed.parquet"))
+        return dict(reviewed["status"].value_counts().iter_rows()) if reviewed.height else {}
+
+    outputs = [] if conn is not None else ["reviewed.parquet"]
+    r.step("auto_review", value_hash([file_hash(r.path("selection.parquet")), rouge, project]), outputs, run)
+
+
+def promoted_adapter(ws: Workspace, before: int) -> Path | None:
+    """The adapter of the latest round before `before` whose promote step said yes."""
+    for n in sorted(ws.round_numbers(), reverse=True):
+        if 0 < n < before and Manifest(ws.round_dir(n), n).get("promote", "promoted"):
+            return ws.round_dir(n) / "adapter"
+    return None
+
+
+def sent_ids(ws: Workspace, before: int) -> set[str]:
+    ids: set[str] = set()
+    for n in ws.round_numbers():
+        if 0 < n < before and (p := ws.round_dir(n) / "selection.parquet").is_file():
+            ids |= set(pl.read_parquet(p, columns=["id"])["id"])
+    return ids
+
+
+def labels_before(ws: Workspace, n: int) -> int:
+    """Labels pulled by the latest round before `n` that pulled any (0 before the first)."""
+    for k in sorted((k for k in ws.round_numbers() if 0 < k < n), reverse=True):
+        labels = Manifest(ws.round_dir(k), k).get("pull", "labels")
+        if labels is not None:
+            return labels
+    return 0
+
+
+def _reviewed_hashes(ws: Workspace, n: int) -> list[str]:
+    return [file_hash(ws.round_dir(k) / "reviewed.parquet") for k in range(1, n)]
+
+
+def _write_json(path: Path, data: dict) -> None:
+    from seedloop.atomic import write_text
+
+    write_text(path, json.dumps(data, indent=2) + "\n")
+
+
+def _brief(info: dict) -> str:
+    return ", ".join(f"{k} {v}" for k, v in info.items() if not isinstance(v, (list, dict)) and v is not None)

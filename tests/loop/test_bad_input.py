@@ -1,0 +1,91 @@
+"""A broken seedloop.yaml names the key; a missing seed file names the path; an unreachable Label Studio
+stops the round before any training, and says why."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tests.conftest import EXAMPLE_SEEDS, free_port, run_cli
+
+
+def make_workspace(tmp_path: Path, *extra: str) -> Path:
+    ws = tmp_path / "ws"
+    res = run_cli("init", ws, "--seeds", EXAMPLE_SEEDS, *extra)
+    assert res.returncode == 0, res.stderr
+    return ws
+
+
+def edit(ws: Path, old: str, new: str) -> None:
+    path = ws / "seedloop.yaml"
+    text = path.read_text()
+    assert old in text
+    path.write_text(text.replace(old, new, 1))
+
+
+def test_init_writes_config_seeds_and_a_disjoint_eval_split(tmp_path):
+    import polars as pl
+
+    ws = make_workspace(tmp_path)
+    assert (ws / "seedloop.yaml").is_file() and (ws / "seeds.jsonl").is_file()
+    evals, train = pl.read_parquet(ws / "eval.parquet"), pl.read_parquet(ws / "seeds_train.parquet")
+    assert evals.height == 7 and train.height == 29
+    assert not set(evals["id"]) & set(train["id"])
+    again = run_cli("init", ws, "--seeds", EXAMPLE_SEEDS)
+    assert again.returncode != 0 and "already a workspace" in again.stderr
+
+
+def test_unknown_key_is_named_with_a_suggestion(tmp_path):
+    ws = make_workspace(tmp_path)
+    edit(ws, "  k: 12", "  kk: 12")
+    res = run_cli("cycle", ws)
+    assert res.returncode != 0
+    assert "unknown key 'select.kk'" in res.stderr and "did you mean 'select.k'" in res.stderr
+    assert not (ws / "rounds").exists()
+
+
+def test_wrong_type_and_bad_choice_are_named(tmp_path):
+    ws = make_workspace(tmp_path)
+    edit(ws, "  k: 12", "  k: twelve")
+    res = run_cli("status", ws)
+    assert res.returncode != 0 and "'select.k' should be a whole number" in res.stderr
+    edit(ws, "  k: twelve", "  k: 12")
+    edit(ws, "unreviewed: include", "unreviewed: maybe")
+    res = run_cli("cycle", ws)
+    assert res.returncode != 0 and "'train.unreviewed' should be one of include, exclude" in res.stderr
+
+
+def test_missing_seed_file_names_the_path(tmp_path):
+    res = run_cli("init", tmp_path / "ws", "--seeds", tmp_path / "nope.jsonl")
+    assert res.returncode != 0 and "nope.jsonl" in res.stderr and "not found" in res.stderr
+    ws = make_workspace(tmp_path)
+    (ws / "seeds.jsonl").unlink()
+    res = run_cli("cycle", ws)
+    assert res.returncode != 0 and "seeds.jsonl" in res.stderr and "'seeds'" in res.stderr
+
+
+def test_not_a_workspace(tmp_path):
+    res = run_cli("cycle", tmp_path)
+    assert res.returncode != 0 and "not a seedloop workspace" in res.stderr and "seedloop init" in res.stderr
+
+
+def test_unreachable_label_studio_stops_before_training(tmp_path):
+    ws = make_workspace(tmp_path, "--project", "loop-test")
+    url = f"http://127.0.0.1:{free_port()}"   # nothing listens there
+    res = run_cli("cycle", ws, env={"LABEL_STUDIO_URL": url, "LABEL_STUDIO_API_KEY": "secret-token-123"},
+                  timeout=180)
+    assert res.returncode != 0
+    assert url in res.stderr and "secret-token-123" not in res.stderr + res.stdout
+    assert not list(ws.glob("rounds/*/adapter"))
+
+
+def test_label_studio_project_without_address(tmp_path):
+    import os
+
+    ws = make_workspace(tmp_path, "--project", "loop-test")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LABEL_STUDIO")}
+    import subprocess
+    import sys
+
+    res = subprocess.run([sys.executable, "-m", "seedloop", "cycle", str(ws)], capture_output=True, text=True,
+                         env={**env, "HF_HUB_OFFLINE": "1", "COLUMNS": "200"}, timeout=120)
+    assert res.returncode != 0 and "LABEL_STUDIO_URL" in res.stderr
