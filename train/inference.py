@@ -31,9 +31,16 @@ class Answer:
 def load_for_inference(model_dir: str | Path, *, four_bit: bool | None = None, dtype: str | None = None):
     """(model, tokenizer) in eval mode, from a training output folder (base + adapter, the base loaded
     as it was trained unless `four_bit` says otherwise), a merged or plain Hugging Face folder, or
-    `local` for the untrained packaged student."""
+    `local` for the untrained packaged student.
+
+    On a CPU the weights load in fp32 unless `dtype` says otherwise: measured here (AVX512-BF16, 2
+    cores) scoring 16 items x 8 label options took 12.9 s in fp32 and 19.3 s in bf16, and bf16's
+    log-probabilities were off by up to 0.85 nats."""
     from peft import PeftModel
     from transformers import AutoTokenizer
+
+    if dtype is None and not torch.cuda.is_available():
+        dtype = "fp32"
 
     folder = resolve_base(model_dir) if not (Path(model_dir) / "adapter_config.json").is_file() else Path(model_dir)
     if not (folder / "adapter_config.json").is_file():
