@@ -77,7 +77,7 @@ def plain_generate_loop(model, tok, recs, max_new_tokens):
             g = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False, eos_token_id=stop,
                                pad_token_id=tok.pad_token_id, return_dict_in_generate=True, output_scores=True)
             new = g.sequences[0, enc["input_ids"].shape[1]:]
-            lp = torch.stack(g.scores, 0).float().log_softmax(-1).gather(-1, new[:, None]).squeeze(-1)
+            lp = torch.stack(g.scores, 0)[:, 0].float().log_softmax(-1).gather(-1, new[:, None]).squeeze(-1)
             text, n = _decode(tok, new.tolist(), stop)
             out.append((text, lp[:n].tolist()))
     return out
