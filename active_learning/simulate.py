@@ -272,7 +272,6 @@ def simulate(cfg: SimConfig, out: Path, *, say: Callable[[str], None] = print) -
              "seconds": p.seconds} for s, runs in results.items() for seed, run in zip(cfg.seeds, runs) for p in run]
     write_text(out / "curves.csv", pl.DataFrame(rows).write_csv())
     plot(summary, out / "curves.png", f"Banking77, {len(cfg.intents)} intents, {len(cfg.seeds)} seeds (mean ± std)")
-    random_labels = summary.labels["random"][-1] if "random" in summary.labels else None
     report = {
         "config": {**asdict(cfg), "data": str(cfg.data)},
         "minutes": round((time.perf_counter() - started) / 60, 1),
@@ -280,8 +279,7 @@ def simulate(cfg: SimConfig, out: Path, *, say: Callable[[str], None] = print) -
         "final_accuracy": {s: float(c.mean(axis=0)[-1]) for s, c in summary.curves.items()},
         "random_final_accuracy": summary.target,
         "labels_to_reach_random_final": summary.labels_to_reach,
-        "fraction_of_random_labels": {s: (v / random_labels if v is not None and random_labels else None)
-                                      for s, v in summary.labels_to_reach.items()},
+        "fraction_of_random_labels": {s: fraction(summary, s) for s in summary.labels_to_reach},
     }
     write_text(out / "summary.json", json.dumps(report, indent=2))
     return summary

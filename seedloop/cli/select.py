@@ -16,7 +16,7 @@ STRATEGY_HELP = ("mnlp (length-normalized log-prob of the greedy answer), entrop
                  "label_entropy or margin (over --labels), disagreement (sampled answers), random.")
 
 
-def _labels(labels: str | None, labels_from: str | None, pool) -> list[str] | None:
+def _labels(labels: str | None, labels_from: str | None) -> list[str] | None:
     if labels and labels_from:
         raise ConfigError("give --labels or --labels-from, not both")
     if labels:
@@ -65,7 +65,7 @@ def select(
     if not pool.is_file():
         raise InputError("no such file", file=str(pool), field="--pool")
     table = read_table(pool)
-    choices = _labels(labels, labels_from, table)
+    choices = _labels(labels, labels_from)
     round_ = round_ if round_ is not None else _round_of(model)
     conn = None
     if push:   # connect first: a wrong token or a server that is down should not cost a scoring pass
