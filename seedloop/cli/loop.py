@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 import typer
+from rich import box
 from rich.table import Table
 
 from seedloop.cli.common import console, handle_errors, out
@@ -105,12 +106,15 @@ def status(
         out.print_json(json.dumps({"rounds": rows, "pool": pool_info(ws), "promoted_adapter": str(adapter) if adapter
                                    else None, "requests": requests, "cost_usd": usd, "plot": str(png) if png else None}))
         return
-    table = Table(title=f"seedloop status: {ws.root}")
+    # one space between columns and headers that wrap rather than truncate: it reads in 80 columns
+    table = Table(title=f"seedloop status: {ws.root}", box=box.SIMPLE_HEAD, padding=0,
+                  pad_edge=False)
     for col in ("round", "status", "labels", "+new", "rows", metric, "rouge_l", "promoted", "picked", "pushed", "s"):
-        table.add_column(col, justify="right")
+        table.add_column(col, justify="right", overflow="fold")
     for r in rows:
         table.add_row(*[_cell(r[k]) for k in ("round", "status", "labels", "gained", "train_rows", "metric", "rouge_l",
-                                              "promoted", "selected", "pushed", "seconds")])
+                                              "promoted", "selected", "pushed")],
+                      _cell(round(r["seconds"]) if r["seconds"] is not None else None))
     out.print(table)
     info = pool_info(ws)
     out.print(f"pool: {info['generated']} generated, {info['pool']} kept after curation" if info["pool"] is not None

@@ -288,4 +288,5 @@ def _write_json(path: Path, data: dict) -> None:
 
 
 def _brief(info: dict) -> str:
-    return ", ".join(f"{k} {v}" for k, v in info.items() if not isinstance(v, (list, dict)) and v is not None)
+    return ", ".join(f"{k} {round(v, 4) if isinstance(v, float) else v}" for k, v in info.items()
+                     if not isinstance(v, (list, dict)) and v is not None)
