@@ -8,8 +8,9 @@
   6. clean up
 
 Side concerns live in helpers: checkpoints.py, tracking.py, loss.py, data.py. Multi-GPU runs go
-through accelerate (`accelerate launch -m seedloop train ...`): each process takes its share of
-every micro-batch, and only the main process writes.
+through accelerate's DDP (`accelerate launch --config_file train/configs/accelerate/ddp.yaml -m
+seedloop train ...`): each process takes its share of every micro-batch, the step's token counts are
+summed over processes so a step means the same as on one, and only the main process writes.
 """
 
 from __future__ import annotations
@@ -85,6 +86,7 @@ def train(data: str | Path | pl.DataFrame, base: str | Path = "local", out: str 
     accelerator = Accelerator(cpu=not torch.cuda.is_available(),
                               mixed_precision="fp16" if amp == torch.float16 else "no")
     world, rank = accelerator.num_processes, accelerator.process_index
+    _refuse_sharding(accelerator)
     if world > batch_size:
         raise ConfigError(f"batch_size {batch_size} is smaller than the {world} processes; raise it")
     if init_adapter:   # a warm start keeps the previous adapter's shape; say so if the settings differ
@@ -143,10 +145,14 @@ def train(data: str | Path | pl.DataFrame, base: str | Path = "local", out: str 
                 batches = [collate([train_set[i] for i in mb[rank::world]], pack=pack, pad_id=pad_id)
                            for mb in micro_batches if len(mb) >= world]
                 started = time.perf_counter()
+                # the step's target and token counts over all processes, so every process divides by the
+                # same number and a step means the same as on one process
+                targets, tokens = _summed(accelerator, sum(count_targets(b) for b in batches),
+                                          sum(b["tokens"] for b in batches))
                 loss = train_step(model, optimizer, scheduler, batches, accelerator=accelerator,
                                   trainable=trainable, max_grad_norm=max_grad_norm, amp_dtype=amp,
-                                  total_targets=sum(count_targets(b) for b in batches) * world)
-                seconds, tokens = time.perf_counter() - started, sum(b["tokens"] for b in batches) * world
+                                  total_targets=targets)
+                seconds = time.perf_counter() - started
                 state.train_seconds, state.tokens = state.train_seconds + seconds, state.tokens + tokens
                 state.step += 1
                 state.step_in_epoch += 1
@@ -197,18 +203,28 @@ def train_step(model, optimizer, scheduler, batches: list[dict], *, accelerator,
     gradient is the mean over its tokens however they were split into micro-batches and processes.
     """
     model.train()
-    summed = 0.0
+    summed = torch.zeros((), dtype=torch.float64)
     for batch in batches:
         with autocast(model, amp_dtype):
             nll, _ = response_nll(model, batch)
+        # DDP averages gradients over processes; scaling by their number makes that average a sum
         accelerator.backward(nll * accelerator.num_processes / total_targets)
-        summed += nll.item()
+        summed += nll.detach().double().cpu()
     if max_grad_norm:
         accelerator.clip_grad_norm_(trainable, max_grad_norm)
     optimizer.step()
     scheduler.step()
     optimizer.zero_grad(set_to_none=True)
-    return summed * accelerator.num_processes / total_targets
+    return _summed(accelerator, summed)[0] / total_targets
+
+
+def _summed(accelerator, *counts) -> tuple:
+    """Each of `counts` summed over all processes (unchanged on one process)."""
+    if accelerator.num_processes == 1:
+        return tuple(float(c) if isinstance(c, torch.Tensor) else c for c in counts)
+    local = torch.tensor([float(c) for c in counts], dtype=torch.float64, device=accelerator.device)
+    total = accelerator.reduce(local, reduction="sum").tolist()
+    return tuple(round(t) if isinstance(c, int) else t for c, t in zip(counts, total))
 
 
 @torch.no_grad()
@@ -305,6 +321,16 @@ def _setup_model(base_path, *, four_bit, dtype, lora_r, lora_alpha, lora_dropout
         return get_peft_model(model, lora)
     except ValueError as exc:
         raise ConfigError(f"target_modules {target_modules!r}: {exc}") from None
+
+
+def _refuse_sharding(accelerator) -> None:
+    # the loop evaluates and saves through the unwrapped model, which FSDP/DeepSpeed sharding breaks
+    import os
+
+    for kind in ("FSDP", "DEEPSPEED", "MEGATRON_LM"):
+        if accelerator.distributed_type.name == kind or os.environ.get(f"ACCELERATE_USE_{kind}", "").lower() == "true":
+            raise ConfigError(f"accelerate's {kind} is not supported by seedloop's trainer yet; use data parallel: "
+                              "accelerate launch --config_file train/configs/accelerate/ddp.yaml")
 
 
 def _adapter_shape(folder: Path) -> dict:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import warnings
 from pathlib import Path
 
@@ -60,6 +61,8 @@ def train(
     from train.config import dump, resolve
 
     _quiet_libraries()
+    if int(os.environ.get("RANK", "0")) != 0:   # under `accelerate launch`, the first process speaks for all
+        console.quiet = True
     settings = resolve(config, overrides or [], four_bit=four_bit, report_to=report_to, tracking_uri=tracking_uri)
     console.print(f"[bold]seedloop train[/] {data} on {base} -> {out_dir}"
                   + (f" (warm start from {init_adapter})" if init_adapter else ""), highlight=False)
