@@ -12,6 +12,7 @@ from rich.table import Table
 from curate.semantic_dedup import EXACT_MAX_ROWS
 from seedloop.cli.common import console, default_cache, handle_errors
 from seedloop.errors import ConfigError, InputError
+from seedloop.executors import check_executor
 from seedloop.tables import TABLE_SUFFIXES, export_hf, read_table, write_table
 
 
@@ -108,6 +109,10 @@ def curate(
     heuristics: bool = typer.Option(True, help="Apply the quality rules shared with generation (refusals, "
                                     "empty/long output, copied instruction)."),
     hf_dataset: Path = typer.Option(None, help="Also save the kept rows as a Hugging Face `datasets` folder."),
+    executor: str = typer.Option("local", "--executor", help="local | ray: compute the embeddings the cache lacks "
+                                 "on Ray workers (the neighbour search stays in this process)."),
+    ray_address: str = typer.Option(None, "--ray-address", help="Ray cluster to use with --executor ray (else "
+                                    "$RAY_ADDRESS; with neither, Ray starts on this machine)."),
 ) -> None:
     """Clean a generated set: exact, near-exact and semantic dedup, decontamination, an optional LLM
     judge and diversity selection.
@@ -119,6 +124,7 @@ def curate(
     _check_suffix(out_path, "--out")
     _check_suffix(drops, "--drops")
     select_by = select_by or ("score" if judge else "diversity")
+    check_executor(executor, ray_address)
     if neighbours < 1:
         raise ConfigError(f"--neighbours must be at least 1, got {neighbours}")
     _check_options(threshold, against_threshold, min_score, select, ngram, report, keep, on, select_by, index,
@@ -130,7 +136,13 @@ def curate(
     against_rows = _load_against(against or [], against_format, on)
     request_cache = cache or default_cache()
     judge_fn = _judge_fn(judge, request_cache, out_path, base_url, concurrency, max_cost) if judge else None
-    embedder = Embedder(model, cache=embed_cache or request_cache.parent / "embeddings.sqlite")
+    embed_path = embed_cache or request_cache.parent / "embeddings.sqlite"
+    if executor == "ray":
+        from seedloop.executors.ray_data import RayEmbedder
+
+        embedder = RayEmbedder(model, cache=embed_path, address=ray_address)
+    else:
+        embedder = Embedder(model, cache=embed_path)
     console.print(f"[bold]seedloop curate[/] {df.height} rows from {table}; threshold {threshold}, keep {keep}"
                   + (f", judge {judge}" if judge else ""), highlight=False)
     try:

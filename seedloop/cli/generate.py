@@ -10,6 +10,7 @@ from rich.table import Table
 
 from seedloop.cli.common import console, default_cache, handle_errors, out
 from seedloop.errors import InputError
+from seedloop.executors import check_executor
 from seedloop.tables import TABLE_SUFFIXES, export_hf, write_table
 from synth.cache import RequestCache
 from synth.engine import Limits
@@ -46,6 +47,10 @@ def generate(
                                  "auto (rule for local teachers, else teacher) | rule | teacher."),
     hf_dataset: Path = typer.Option(None, help="Also save a Hugging Face `datasets` folder here."),
     drops: Path = typer.Option(None, help="Also write the dropped candidates with their reasons (.parquet/.jsonl)."),
+    executor: str = typer.Option("local", "--executor", help="local | ray: send the teacher requests from Ray "
+                                 "workers (cache, ledger, budget and rate limits stay global, in this process)."),
+    ray_address: str = typer.Option(None, "--ray-address", help="Ray cluster to use with --executor ray (else "
+                                    "$RAY_ADDRESS; with neither, Ray starts on this machine)."),
 ) -> None:
     """Expand a seed file into new instruction data with a teacher model.
 
@@ -54,14 +59,21 @@ def generate(
     """
     _check_suffix(out_path, "--out")
     _check_suffix(drops, "--drops")
+    check_executor(executor, ray_address)
     seed_df = load_seeds(seeds, seed_format)
     price_table = PriceTable.load(prices)
-    teacher_obj = make_teacher(teacher, base_url=base_url)  # a missing key fails here, before any work
+    if executor == "ray":   # the teacher is built on every worker; a missing key fails here, before any work
+        from seedloop.executors.ray_generate import RayTeacher
+
+        teacher_obj = RayTeacher(teacher, base_url=base_url, address=ray_address)
+    else:
+        teacher_obj = make_teacher(teacher, base_url=base_url)  # a missing key fails here, before any work
     if max_cost is not None:
         price_table.require(teacher_obj.spec)
     limits = Limits(concurrency=concurrency, rpm=rpm, tpm=tpm, max_retries=max_retries)
     console.print(f"[bold]seedloop generate[/] {len(seed_df)} seeds from {seeds} -> {n} records, "
-                  f"teacher {teacher}, method {method}", highlight=False)
+                  f"teacher {teacher}, method {method}" + (f", on Ray ({teacher_obj!r})" if executor == "ray" else ""),
+                  highlight=False)
     options = {"temperature": temperature}
     if method == "self-instruct":
         options["classify"] = classify

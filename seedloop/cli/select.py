@@ -10,6 +10,7 @@ from rich.table import Table
 
 from seedloop.cli.common import console, handle_errors, out
 from seedloop.errors import ConfigError, InputError
+from seedloop.executors import check_executor
 from seedloop.tables import read_table, write_table
 
 STRATEGY_HELP = ("mnlp (length-normalized log-prob of the greedy answer), entropy (mean token entropy), "
@@ -55,6 +56,10 @@ def select(
     scores_path: Path = typer.Option(None, "--scores", help="Write the same columns for every pool item here."),
     push: str = typer.Option(None, "--push", help="Send the picks to this Label Studio project, the model's answer "
                              "prefilled and the uncertainty as the score ($LABEL_STUDIO_URL, $LABEL_STUDIO_API_KEY)."),
+    executor: str = typer.Option("local", "--executor", help="local | ray: score and embed the pool on Ray workers "
+                                 "(same scores and picks; not for --strategy disagreement)."),
+    ray_address: str = typer.Option(None, "--ray-address", help="Ray cluster to use with --executor ray (else "
+                                    "$RAY_ADDRESS; with neither, Ray starts on this machine)."),
 ) -> None:
     """Pick the k pool items the fine-tuned model is least sure of, and not near-copies of each other.
 
@@ -62,6 +67,7 @@ def select(
     """
     from seedloop.cli.train import _quiet_libraries
 
+    check_executor(executor, ray_address)
     if not pool.is_file():
         raise InputError("no such file", file=str(pool), field="--pool")
     table = read_table(pool)
@@ -84,9 +90,15 @@ def select(
                 tasks[step] = bar.add_task(step, total=total)
             bar.update(tasks[step], completed=done, total=total)
 
-        chosen = select_from_pool(model, table, k, strategy=strategy, labels=choices, diversity=diversity,
-                                  pool_factor=pool_factor, max_new_tokens=max_new_tokens, batch_size=batch_size,
-                                  samples=samples, seed=seed, round=round_, where=str(pool), progress=progress)
+        options = dict(strategy=strategy, labels=choices, diversity=diversity, pool_factor=pool_factor,
+                       max_new_tokens=max_new_tokens, batch_size=batch_size, seed=seed, round=round_,
+                       where=str(pool), progress=progress)
+        if executor == "ray":
+            from seedloop.executors.ray_data import select_on_ray
+
+            chosen = select_on_ray(model, table, k, address=ray_address, **options)
+        else:
+            chosen = select_from_pool(model, table, k, samples=samples, **options)
     if scores_path:
         write_table(chosen.scores, scores_path)
     if out_path:
