@@ -26,12 +26,15 @@ def select_from_pool(model_dir: str | Path, pool: pl.DataFrame, k: int, *, strat
                      labels: list[str] | None = None, diversity: bool = True, pool_factor: float = 3.0,
                      max_new_tokens: int = 48, batch_size: int = 8, samples: int = 5, seed: int = 0,
                      round: int | None = None, embedder=None, loaded=None, where: str | None = None,
-                     progress: Callable[[str, int, int], None] | None = None) -> Selection:
+                     progress: Callable[[str, int, int], None] | None = None, scorer=None) -> Selection:
     """Score every row of `pool` under `strategy` and pick k: the most uncertain, diversified by
     k-center greedy on sentence embeddings of the prompts over the pool_factor*k most uncertain.
 
     `loaded` = (model, tokenizer) skips loading `model_dir` again (the simulation reuses one model);
     `embedder` is a curate.embed.Embedder (default: the packaged MiniLM, no cache).
+    `scorer(records, strategy, progress)` replaces in-process scoring (the Ray executor's hook): it
+    returns score_pool's PoolScores, and with strategy "mnlp" also the greedy answers of the picks
+    that the strategy left unanswered.
     """
     from train.inference import answer, load_for_inference
 
@@ -39,14 +42,17 @@ def select_from_pool(model_dir: str | Path, pool: pl.DataFrame, k: int, *, strat
     check_k(k, pool.height)
     check_strategy(strategy, labels)
     texts = checked_texts(pool, "prompt", where=where)     # every row needs an instruction
-    model, tokenizer = loaded or load_for_inference(model_dir)
+    model, tokenizer = loaded or ((None, None) if scorer else load_for_inference(model_dir))
     records = pool.to_dicts()
 
     def step(name: str, total: int):
         return (lambda done, *_: progress(name, done, total)) if progress else (lambda *_: None)
 
-    scored = score_pool(model, tokenizer, records, strategy, labels=labels, max_new_tokens=max_new_tokens,
-                        batch_size=batch_size, samples=samples, seed=seed, progress=step("scoring", len(records)))
+    if scorer is None:
+        scored = score_pool(model, tokenizer, records, strategy, labels=labels, max_new_tokens=max_new_tokens,
+                            batch_size=batch_size, samples=samples, seed=seed, progress=step("scoring", len(records)))
+    else:
+        scored = scorer(records, strategy, step("scoring", len(records)))
     vectors = None
     if diversity and strategy != "random" and k < len(records):
         if embedder is None:
@@ -56,9 +62,12 @@ def select_from_pool(model_dir: str | Path, pool: pl.DataFrame, k: int, *, strat
     picked = select_batch(scored.uncertainty, k, embeddings=vectors, pool_factor=pool_factor)
     missing = [i for i in picked if scored.answers[i] is None]     # random: answer only what is picked
     if missing:
-        for i, a in zip(missing, answer(model, tokenizer, [records[i] for i in missing],
-                                        max_new_tokens=max_new_tokens, batch_size=batch_size)):
-            scored.answers[i] = a.text
+        chosen = [records[i] for i in missing]
+        answers = (scorer(chosen, "mnlp", None).answers if scorer else
+                   [a.text for a in answer(model, tokenizer, chosen, max_new_tokens=max_new_tokens,
+                                           batch_size=batch_size)])
+        for i, text in zip(missing, answers):
+            scored.answers[i] = text
     frame = _with_scores(pool, scored, round)
     return Selection(frame[picked], frame, scored)
 

@@ -10,7 +10,7 @@ A worker killed mid-block (its process gone) is restarted and the block runs aga
                     the texts the cache lacks go to Ray, longest first, as locally
   score_pool_on_ray score_pool on Ray; blocks are whole multiples of --batch-size, so every forward
                     pass holds the same items as locally and gives the same numbers
-  select_on_ray     select_from_pool with both of the above
+  select_on_ray     select_from_pool with both of the above (through its scorer hook)
 
 Inputs travel from the driver as in-memory Arrow blocks: the driver holds the table anyway (it
 writes the output, and dedup needs all vectors in one place). What is not handled: `disagreement`
@@ -216,40 +216,17 @@ def score_pool_on_ray(model_dir: str | Path, records: list[dict], strategy: str,
                       sum(out.column("tokens").to_pylist()))
 
 
-def select_on_ray(model_dir: str | Path, pool: pl.DataFrame, k: int, *, strategy: str = "mnlp",
-                  labels: list[str] | None = None, diversity: bool = True, pool_factor: float = 3.0,
-                  max_new_tokens: int = 48, batch_size: int = 8, seed: int = 0,
-                  round: int | None = None, embedder=None, where: str | None = None, workers: int | None = None,
-                  batches_per_task: int = 8, address: str | None = None, progress: Callable[[str, int, int], None] | None = None):
+def select_on_ray(model_dir: str | Path, pool: pl.DataFrame, k: int, *, labels: list[str] | None = None,
+                  max_new_tokens: int = 48, batch_size: int = 8, seed: int = 0, embedder=None,
+                  workers: int | None = None, batches_per_task: int = 8, address: str | None = None, **options):
     """select_from_pool, with scoring and embedding on Ray: the same picks and scores as locally."""
-    from active_learning.batch import check_k, select_batch
-    # subtle: select_from_pool scores in-process and has no scorer hook, so its steps are repeated here
-    from active_learning.select import Selection, _with_scores
-    from curate.rows import checked_texts
-    from seedloop.record import conform
+    from active_learning.select import select_from_pool
 
-    pool = conform(pool, where=where or "pool")
-    check_k(k, pool.height)
-    check_strategy(strategy, labels)
-    texts = checked_texts(pool, "prompt", where=where)
-    records = pool.to_dicts()
+    def scorer(records: list[dict], strategy: str, progress) -> PoolScores:
+        return score_pool_on_ray(model_dir, records, strategy, labels=labels, max_new_tokens=max_new_tokens,
+                                 batch_size=batch_size, seed=seed, batches_per_task=batches_per_task,
+                                 workers=workers, address=address, progress=progress)
 
-    def step(name: str, total: int):
-        return (lambda done, *_: progress(name, done, total)) if progress else (lambda *_: None)
-
-    ray_options = dict(max_new_tokens=max_new_tokens, batch_size=batch_size, batches_per_task=batches_per_task,
-                       workers=workers, address=address)
-    scored = score_pool_on_ray(model_dir, records, strategy, labels=labels, seed=seed,
-                               progress=step("scoring", len(records)), **ray_options)
-    vectors = None
-    if diversity and strategy != "random" and k < len(records):
-        embedder = embedder or RayEmbedder(workers=workers, address=address)
-        vectors = embedder.embed(texts, progress=lambda done, total: step("embedding", total)(done))
-    picked = select_batch(scored.uncertainty, k, embeddings=vectors, pool_factor=pool_factor)
-    missing = [i for i in picked if scored.answers[i] is None]     # random: answer only what is picked
-    if missing:   # mnlp's answers are the greedy answers, batched as select_from_pool batches them
-        greedy = score_pool_on_ray(model_dir, [records[i] for i in missing], "mnlp", **ray_options)
-        for i, a in zip(missing, greedy.answers):
-            scored.answers[i] = a
-    frame = _with_scores(pool, scored, round)
-    return Selection(frame[picked], frame, scored)
+    return select_from_pool(model_dir, pool, k, labels=labels, max_new_tokens=max_new_tokens, batch_size=batch_size,
+                            seed=seed, embedder=embedder or RayEmbedder(workers=workers, address=address),
+                            scorer=scorer, **options)
