@@ -6,11 +6,14 @@ BIN := $(VENV)/bin
 
 .PHONY: setup labelstudio demo test test-fast clean
 
-$(BIN)/.installed: pyproject.toml
+$(BIN)/.installed: pyproject.toml scripts/llama_wheel.py
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	# torch first, pinned: on these machines 2.13.0 is a local CPU wheel (see README for GPUs)
 	$(BIN)/pip install -q torch==2.13.0
+	# llama.cpp without native flags, so it cannot fault on this CPU (AMX); built once per machine
+	# and reused by every venv and clone (scripts/llama_wheel.py; SEEDLOOP_LLAMA_NATIVE=1 opts in)
+	wheel=$$($(BIN)/python scripts/llama_wheel.py) && $(BIN)/pip install -q "$$wheel"
 	$(BIN)/pip install -q -e ".[dev]"
 	touch $@
 

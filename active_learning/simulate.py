@@ -28,10 +28,10 @@ import numpy as np
 import polars as pl
 
 from seedloop.atomic import write_text
+from seedloop.data import BANKING77
 from seedloop.errors import ConfigError, InputError
 from seedloop.record import new_record, to_frame
 
-BANKING77 = Path(__file__).resolve().parents[2] / "shared" / "data" / "banking77" / "train.csv"
 # confusable card and transfer intents, plus a few easy ones: a task where the choice of labels matters
 INTENTS = ("card_arrival", "card_linking", "exchange_rate", "lost_or_stolen_card", "pin_blocked",
            "cancel_transfer", "declined_card_payment", "top_up_failed")

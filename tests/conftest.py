@@ -12,14 +12,13 @@ from pathlib import Path
 import httpx
 import pytest
 
+from seedloop.data import BANKING77  # noqa: F401  (tests import it from here)
 from tests.fakes import FakeLLMServer
 
 pytest_plugins = ["tests.label_studio"]   # the session Label Studio server (review, active learning, loop)
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 ROOT = Path(__file__).resolve().parent.parent
-SHARED = ROOT.parent / "shared"
-BANKING77 = SHARED / "data" / "banking77" / "train.csv"
 EXAMPLE_SEEDS = ROOT / "examples" / "banking_seeds.jsonl"
 
 

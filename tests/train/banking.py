@@ -1,14 +1,13 @@
-"""Banking77 (../shared/data/banking77, CC BY 4.0) as "classify this message" instruction records."""
+"""Banking77 (shipped in seedloop/data/banking77, CC BY 4.0) as "classify this message" instruction records."""
 
 from __future__ import annotations
 
 import csv
 import random
-from pathlib import Path
-
+from seedloop.data import BANKING77
 from seedloop.record import new_record, to_frame
 
-BANKING = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "banking77"
+BANKING = BANKING77.parent
 INTENTS = ("card_arrival", "exchange_rate", "lost_or_stolen_card", "age_limit", "pin_blocked", "cancel_transfer")
 
 
