@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import sqlite3
 from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
 
 from seedloop.errors import ConfigError
+from seedloop.sqlite import open_db
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 SQL_CHUNK = 900          # stays under SQLite's limit on bound parameters
@@ -46,14 +46,7 @@ class EmbeddingCache:
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute("PRAGMA busy_timeout=10000")
-        done = self._db.execute("PRAGMA user_version").fetchone()[0]
-        for i, sql in enumerate(MIGRATIONS[done:], done + 1):
-            self._db.executescript(f"BEGIN; {sql}; PRAGMA user_version = {i}; COMMIT;")
+        self._db = open_db(self.path, MIGRATIONS, what="embedding cache")
 
     def get_many(self, model: str, keys: Sequence[str]) -> dict[str, np.ndarray]:
         found: dict[str, np.ndarray] = {}

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import warnings
+from pathlib import Path
+
 
 class SeedloopError(Exception):
     """Base class: the message says what was expected, what was found, and where."""
@@ -18,16 +21,44 @@ class InputError(SeedloopError):
                  field: str | None = None):
         """`line` is a line number (JSONL, CSV) or a phrase such as 'item 3' (JSON, Parquet)."""
         self.file, self.line, self.field = file, line, field
-        where = ""
-        if file:
-            where = str(file)
-            if isinstance(line, int):
-                where = f"{file}:{line}"
-            elif line:
-                where = f"{file} ({line})"
-        if field:
-            where = f"{where} field '{field}'" if where else f"field '{field}'"
-        super().__init__(f"{where}: {message}" if where else message)
+        super().__init__(located(message, file=file, line=line, field=field))
+
+
+def located(message: str, *, file: str | None = None, line: int | str | None = None,
+            field: str | None = None) -> str:
+    """'FILE:LINE field 'F': message' (or '(item 3)' for a phrase), leaving out the parts not known."""
+    where = ""
+    if file:
+        where = str(file)
+        if isinstance(line, int):
+            where = f"{file}:{line}"
+        elif line:
+            where = f"{file} ({line})"
+    if field:
+        where = f"{where} field '{field}'" if where else f"field '{field}'"
+    return f"{where}: {message}" if where else message
+
+
+class InputWarning(UserWarning):
+    """Input that is read, but probably not as meant (a huge field, a number where text belongs).
+
+    Library code only warns; the CLI prints each warning as one line on stderr.
+    """
+
+
+def warn_input(message: str, *, file: str | None = None, line: int | str | None = None,
+               field: str | None = None) -> None:
+    warnings.warn(InputWarning(located(message, file=file, line=line, field=field)), stacklevel=2)
+
+
+def require_file(path: str | Path, what: str = "file", *, field: str | None = None) -> Path:
+    """`path` as a Path if it is a file; else an InputError that says what is there instead."""
+    path = Path(path)
+    if path.is_dir():
+        raise InputError(f"is a directory, expected a {what}", file=str(path), field=field)
+    if not path.is_file():
+        raise InputError(f"{what} not found", file=str(path), field=field)
+    return path
 
 
 class ConfigError(SeedloopError):

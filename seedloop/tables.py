@@ -1,4 +1,8 @@
-"""Reading and writing record tables: Parquet (the working format), JSONL, and a `datasets` folder."""
+"""Reading and writing record tables: Parquet (the working format), JSONL, and a `datasets` folder.
+
+A number or a boolean where a record holds text (`"output": 3`) is read as text, as before, but with a
+warning naming its line (JSONL) or row (Parquet): it is usually an export that lost its quoting.
+"""
 
 from __future__ import annotations
 
@@ -8,10 +12,12 @@ from pathlib import Path
 import polars as pl
 
 from seedloop.atomic import atomic_path
-from seedloop.errors import InputError
-from seedloop.record import conform, empty_frame
+from seedloop.errors import InputError, require_file, warn_input
+from seedloop.record import SCHEMA, conform, empty_frame
 
 TABLE_SUFFIXES = (".parquet", ".jsonl")
+TEXT_COLUMNS = tuple(name for name, dtype in SCHEMA.items() if dtype == pl.Utf8)
+WARN_AT_MOST = 10   # per file: the first few name their lines, the rest are counted
 
 
 def _kind(path: Path) -> str:
@@ -25,19 +31,20 @@ def read_table(path: str | Path) -> pl.DataFrame:
     """A record table with the full schema. Raises InputError for missing files or columns."""
     path = Path(path)
     kind = _kind(path)
-    if not path.exists():
-        raise InputError("file not found", file=str(path))
+    require_file(path)
     try:
         df = pl.read_parquet(path) if kind == "parquet" else _read_jsonl(path)
     except (pl.exceptions.PolarsError, OSError, json.JSONDecodeError) as exc:
         raise InputError(f"cannot read table: {exc}", file=str(path)) from exc
+    if kind == "parquet":
+        _warn_not_text(_parquet_not_text(df), path)
     if df.width == 0:
         return empty_frame()
     return conform(df, where=str(path))
 
 
 def _read_jsonl(path: Path) -> pl.DataFrame:
-    rows = []
+    rows, not_text = [], []
     with path.open(encoding="utf-8") as fh:
         for lineno, line in enumerate(fh, 1):
             if not line.strip():
@@ -46,9 +53,35 @@ def _read_jsonl(path: Path) -> pl.DataFrame:
                 rows.append(json.loads(line))
             except json.JSONDecodeError as exc:
                 raise InputError(f"malformed JSON: {exc.msg}", file=str(path), line=lineno) from exc
+            if isinstance(rows[-1], dict):
+                not_text += [(lineno, name, rows[-1][name]) for name in TEXT_COLUMNS if _is_number(rows[-1].get(name))]
+    _warn_not_text(not_text, path)
     if not rows:
         return pl.DataFrame()
     return pl.DataFrame(rows, infer_schema_length=None)
+
+
+def _parquet_not_text(df: pl.DataFrame) -> list[tuple[str, str, object]]:
+    """(where, column, value) of values in text columns stored as numbers or booleans."""
+    found = []
+    for name in TEXT_COLUMNS:
+        if name in df.columns and (df[name].dtype.is_numeric() or df[name].dtype == pl.Boolean):
+            found += [(f"row {i + 1}", name, v) for i, v in enumerate(df[name].to_list()) if _is_number(v)]
+    return found
+
+
+def _is_number(value) -> bool:
+    # NaN is left out: it means "missing", and the stage that needs the text says so
+    return isinstance(value, (int, float, bool)) and value == value
+
+
+def _warn_not_text(found: list[tuple], path: Path) -> None:
+    for where, name, value in found[:WARN_AT_MOST]:
+        warn_input(f"expected text, found {type(value).__name__} {value!r}; read as text", file=str(path),
+                   line=where, field=name)
+    if len(found) > WARN_AT_MOST:
+        warn_input(f"{len(found) - WARN_AT_MOST} more numbers or booleans where text was expected; read as text",
+                   file=str(path))
 
 
 def write_table(df: pl.DataFrame, path: str | Path) -> Path:

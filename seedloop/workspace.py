@@ -12,8 +12,9 @@
 
 The loop that uses it lives in seedloop/loop/ (see its package docstring).
 
-`load_config` checks every key against DEFAULTS: an unknown key or a value of the wrong type is an
-error that names the key (with a did-you-mean), so a typo never silently falls back to a default.
+`load_config` checks every key against DEFAULTS (and `train.overrides` against the trainer's keys):
+an unknown key, a value of the wrong type or out of range is an error that names the key (with a
+did-you-mean), so a typo never silently falls back to a default. All of a file's errors come at once.
 """
 
 from __future__ import annotations
@@ -50,6 +51,21 @@ CHOICES = {
     ("train", "unreviewed"): ("include", "exclude"),
     ("promote", "metric"): ("eval_loss", "accuracy", "rouge_l"),
     ("select", "strategy"): ("mnlp", "entropy", "label_entropy", "margin", "random"),
+}
+# numbers with a narrower range than "not negative" (the rule for every other number)
+_AT_LEAST_1 = (lambda v: v >= 1, "at least 1")
+RANGES = {
+    ("eval", "fraction"): (lambda v: 0 < v < 1, "between 0 and 1"),
+    ("eval", "max_new_tokens"): _AT_LEAST_1,
+    ("generate", "n"): _AT_LEAST_1,
+    ("generate", "concurrency"): _AT_LEAST_1,
+    ("generate", "max_cost"): (lambda v: v > 0, "more than 0 (null for no limit)"),
+    ("curate", "threshold"): (lambda v: 0 < v <= 1, "in (0, 1]"),
+    ("curate", "min_score"): (lambda v: 1 <= v <= 5, "between 1 and 5 (the judge's scale)"),
+    ("select", "k"): _AT_LEAST_1,
+    ("select", "pool_factor"): _AT_LEAST_1,
+    ("select", "max_new_tokens"): _AT_LEAST_1,
+    ("review", "accept_rouge"): (lambda v: 0 <= v <= 1, "between 0 and 1"),
 }
 # optional keys (default None) and the type they hold when set
 OPTIONAL = {("generate", "max_cost"): float, ("curate", "judge"): str, ("curate", "min_score"): float,
@@ -142,55 +158,113 @@ def open_workspace(path: str | Path) -> Workspace:
 
 
 def load_config(ws: Workspace) -> dict:
+    return parse_config(ws.config_path.read_text(encoding="utf-8"), str(ws.config_path))
+
+
+def parse_config(text: str, where: str) -> dict:
+    """The settings in `text` (the contents of the file `where`), checked and merged over DEFAULTS."""
     try:
-        data = yaml.safe_load(ws.config_path.read_text(encoding="utf-8")) or {}
+        data = yaml.safe_load(text) or {}
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
-        where = f":{mark.line + 1}" if mark else ""
-        raise ConfigError(f"{ws.config_path}{where}: not valid YAML ({getattr(exc, 'problem', exc)})") from None
+        line = f":{mark.line + 1}" if mark else ""
+        raise ConfigError(f"{where}{line}: not valid YAML ({getattr(exc, 'problem', exc)})") from None
     if not isinstance(data, dict):
-        raise ConfigError(f"{ws.config_path}: expected a mapping of settings, found {type(data).__name__}")
-    return merge(DEFAULTS, data, str(ws.config_path))
+        raise ConfigError(f"{where}: expected a mapping of settings, found {type(data).__name__}")
+    return merge(DEFAULTS, data, where)
 
 
-def merge(defaults: dict, data: dict, where: str, prefix: tuple[str, ...] = ()) -> dict:
-    """`defaults` overlaid with `data`, checking each key and type; errors name the dotted key."""
+def merge(defaults: dict, data: dict, where: str) -> dict:
+    """`defaults` overlaid with `data`, checking each key and value, the trainer's keys by the trainer's rules.
+
+    Every problem in the file is reported at once (a fix-one-run-again loop is slow when a run pays a
+    teacher first), each naming its dotted key; nothing is returned unless all keys are good.
+    """
+    errors: list[str] = []
+    out = _merge(defaults, data, (), errors)
+    if "train" in out:
+        errors += _train_errors(out["train"])
+    if len(errors) == 1:
+        raise ConfigError(f"{where}: {errors[0]}")
+    if errors:
+        raise ConfigError(f"{where}: {len(errors)} problems:\n" + "\n".join(f"  - {e}" for e in errors))
+    return out
+
+
+def _merge(defaults: dict, data: dict, prefix: tuple[str, ...], errors: list[str]) -> dict:
+    """Good values overlaid on the defaults; each bad one leaves its default and adds a line to `errors`."""
     out = copy.deepcopy(defaults)
     for key, value in data.items():
         path = (*prefix, str(key))
         dotted = ".".join(path)
         if key not in defaults:
-            hint = difflib.get_close_matches(str(key), list(defaults), n=1)
-            raise ConfigError(f"{where}: unknown key '{dotted}'" + (f" (did you mean '{'.'.join((*prefix, hint[0]))}'?)"
-                                                                    if hint else ""))
+            errors.append(_unknown(str(key), defaults, prefix))
+            continue
         default = defaults[key]
         if isinstance(default, dict) and path != ("train", "overrides"):
-            if not isinstance(value, dict):
-                raise ConfigError(f"{where}: '{dotted}' should be a mapping of settings, found {value!r}")
-            out[key] = merge(default, value, where, path)
+            if isinstance(value, dict):
+                out[key] = _merge(default, value, path, errors)
+            else:
+                errors.append(f"'{dotted}' should be a mapping of settings, found {value!r}")
             continue
-        out[key] = _check(path, value, default, where)
+        try:
+            out[key] = _check(path, value, default)
+        except ConfigError as exc:
+            errors.append(str(exc))
     return out
 
 
-def _check(path: tuple[str, ...], value: Any, default: Any, where: str) -> Any:
+def _unknown(key: str, known, prefix: tuple[str, ...]) -> str:
+    hint = difflib.get_close_matches(key, list(known), n=1)
+    dotted = ".".join((*prefix, key))
+    return f"unknown key '{dotted}'" + (f" (did you mean '{'.'.join((*prefix, hint[0]))}'?)" if hint else "")
+
+
+def _check(path: tuple[str, ...], value: Any, default: Any) -> Any:
     dotted = ".".join(path)
     expected = OPTIONAL.get(path) if default is None else type(default)
     if value is None:
         if default is None:
             return None
-        raise ConfigError(f"{where}: '{dotted}' cannot be empty (default {default!r})")
+        raise ConfigError(f"'{dotted}' cannot be empty (default {default!r})")
     if expected is float and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
     if expected is not None and (not isinstance(value, expected) or (expected in (int, float) and isinstance(value, bool))):
-        raise ConfigError(f"{where}: '{dotted}' should be {_kind(expected)}, found {value!r}")
+        raise ConfigError(f"'{dotted}' should be {_kind(expected)}, found {value!r}")
     if path in CHOICES and value not in CHOICES[path]:
-        raise ConfigError(f"{where}: '{dotted}' should be one of {', '.join(CHOICES[path])}, found {value!r}")
+        raise ConfigError(f"'{dotted}' should be one of {', '.join(CHOICES[path])}, found {value!r}")
+    if path in RANGES and not RANGES[path][0](value):
+        raise ConfigError(f"'{dotted}' should be {RANGES[path][1]}, found {value!r}")
     if isinstance(value, (int, float)) and not isinstance(value, bool) and value < 0:
-        raise ConfigError(f"{where}: '{dotted}' cannot be negative, found {value!r}")
-    if path == ("eval", "fraction") and not 0 < value < 1:
-        raise ConfigError(f"{where}: 'eval.fraction' should be between 0 and 1, found {value!r}")
+        raise ConfigError(f"'{dotted}' cannot be negative, found {value!r}")
     return value
+
+
+def _train_errors(train: dict) -> list[str]:
+    """`train.config` and every `train.overrides` key, checked now by the trainer's own rules, so a
+    typo fails before a round pays the teacher rather than when training starts."""
+    from train.config import defaults, resolve   # plain YAML and checks: no torch behind it
+
+    overrides = train.get("overrides")
+    if not isinstance(overrides, dict):
+        return [f"'train.overrides' should be a mapping of trainer settings, found {overrides!r}"]
+    try:
+        resolve(train["config"])
+    except ConfigError as exc:
+        return [f"'train.config': {exc}"]
+    known, errors = defaults(), []
+    for key, value in overrides.items():
+        dotted = f"train.overrides.{key}"
+        if key not in known:
+            errors.append(_unknown(str(key), known, ("train", "overrides")))
+        elif value is None and known[key] is not None:
+            errors.append(f"'{dotted}' cannot be empty (default {known[key]!r})")
+        else:
+            try:
+                resolve(train["config"], [], **{key: value})
+            except ConfigError as exc:   # "option: 'epochs' should be int, ..." from the trainer
+                errors.append(f"'{dotted}': {str(exc).removeprefix('option: ')}")
+    return errors
 
 
 def _kind(t: type) -> str:

@@ -1,19 +1,22 @@
 """The request cache and the token/cost ledger, one SQLite file.
 
-Every completed request is stored under a hash of (provider, model, parameters, messages) before its
-result is used, so a run killed at any point and started again pays for nothing twice. The ledger is
-the same table read by teacher and by job. Schema changes are append-only numbered migrations
-(`PRAGMA user_version` holds how many have run).
+Every completed request is stored under a hash of (provider, model, endpoint, parameters, messages)
+before its result is used, so a run killed at any point and started again pays for nothing twice,
+and another server never answers from this one's rows. The ledger is the same table read by teacher
+and by job. Schema changes are append-only numbered migrations (`PRAGMA user_version` holds how many
+have run; see seedloop/sqlite.py). Rows of API teachers written before the endpoint joined the key
+stay in the ledger, but no request matches them again (in-process teachers have no endpoint, and
+their keys did not change).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
-import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 
+from seedloop.sqlite import open_db
 from synth.teachers.base import ChatRequest, Completion
 
 MIGRATIONS = [
@@ -33,6 +36,8 @@ MIGRATIONS = [
     );
     CREATE INDEX requests_job ON requests (job);
     """,
+    # which server answered ('' for an in-process model, and for rows written before this column)
+    "ALTER TABLE requests ADD COLUMN endpoint TEXT NOT NULL DEFAULT ''",
 ]
 
 
@@ -48,18 +53,7 @@ class LedgerRow:
 class RequestCache:
     def __init__(self, path: str | Path):
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        # autocommit mode; WAL keeps readers (`seedloop ledger`) from blocking a running job
-        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")  # durable across a killed process
-        self._db.execute("PRAGMA busy_timeout=10000")
-        self._migrate()
-
-    def _migrate(self) -> None:
-        done = self._db.execute("PRAGMA user_version").fetchone()[0]
-        for i, sql in enumerate(MIGRATIONS[done:], done + 1):
-            self._db.executescript(f"BEGIN; {sql}; PRAGMA user_version = {i}; COMMIT;")
+        self._db = open_db(self.path, MIGRATIONS, what="request cache")
 
     def get(self, key: str) -> Completion | None:
         row = self._db.execute("SELECT text, finish_reason, input_tokens, output_tokens FROM requests WHERE key = ?",
@@ -69,12 +63,13 @@ class RequestCache:
         return Completion(text=row[0], finish_reason=row[1], input_tokens=row[2], output_tokens=row[3])
 
     def put(self, key: str, provider: str, model: str, request: ChatRequest, result: Completion,
-            cost: float, job: str) -> None:
+            cost: float, job: str, endpoint: str = "") -> None:
         self._db.execute(
-            "INSERT OR IGNORE INTO requests VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT OR IGNORE INTO requests (key, provider, model, request, text, finish_reason, input_tokens, "
+            "output_tokens, cost, job, created_at, endpoint) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (key, provider, model, json.dumps(request.canonical(), ensure_ascii=False), result.text,
              result.finish_reason, result.input_tokens, result.output_tokens, cost, job,
-             dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")))
+             dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), endpoint))
 
     def spent(self, job: str) -> float:
         return self._db.execute("SELECT COALESCE(SUM(cost), 0) FROM requests WHERE job = ?", (job,)).fetchone()[0]

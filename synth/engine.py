@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 from aiolimiter import AsyncLimiter
 
-from seedloop.errors import BudgetExceeded, TeacherError
+from seedloop.errors import BudgetExceeded, ConfigError, TeacherError
 from synth.cache import RequestCache
 from synth.prices import Price, PriceTable
 from synth.teachers.base import ChatRequest, Completion, Teacher, TransientError, cache_key
@@ -30,6 +30,16 @@ class Limits:
     max_retries: int = 5
     backoff: float = 0.5           # seconds before the first retry; doubles each time
     max_backoff: float = 60.0
+
+    def __post_init__(self) -> None:
+        # zero requests in flight would wait forever with nothing on screen; a zero rate never sends
+        if self.concurrency < 1:
+            raise ConfigError(f"concurrency must be at least 1, got {self.concurrency}")
+        if self.max_retries < 0:
+            raise ConfigError(f"max_retries cannot be negative, got {self.max_retries}")
+        for name in ("rpm", "tpm"):
+            if getattr(self, name) is not None and not getattr(self, name) > 0:
+                raise ConfigError(f"{name} must be more than 0, got {getattr(self, name)}")
 
 
 @dataclass
@@ -70,7 +80,7 @@ class TeacherClient:
         return self._spent
 
     async def complete(self, request: ChatRequest) -> Completion:
-        key = cache_key(self.teacher.provider, self.teacher.model, request)
+        key = cache_key(self.teacher.provider, self.teacher.model, request, self.teacher.endpoint)
         hit = self.cache.get(key)
         if hit is not None:
             self.stats.cached += 1
@@ -100,7 +110,8 @@ class TeacherClient:
             finally:
                 self._reserved -= worst
             cost = self.price.cost(result.input_tokens, result.output_tokens) if self.price else 0.0
-            self.cache.put(key, self.teacher.provider, self.teacher.model, request, result, cost, self.job)
+            self.cache.put(key, self.teacher.provider, self.teacher.model, request, result, cost, self.job,
+                           self.teacher.endpoint)
             self._spent += cost
             s = self.stats
             s.sent += 1

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import yaml
 
-from seedloop.errors import ConfigError, InputError
+from seedloop.errors import ConfigError, InputError, require_file
 
 
 @dataclass(frozen=True)
@@ -29,10 +29,12 @@ class PriceTable:
     def load(cls, override: str | Path | None = None) -> "PriceTable":
         entries = _parse(resources.files("synth").joinpath("prices.yaml").read_text(), "synth/prices.yaml")
         if override:
-            path = Path(override)
-            if not path.is_file():
-                raise InputError("price file not found", file=str(path))
-            entries.update(_parse(path.read_text(encoding="utf-8"), str(path)))
+            path = require_file(override, "price file")
+            try:
+                text = path.read_text(encoding="utf-8")
+            except UnicodeDecodeError:
+                raise InputError("not valid UTF-8: expected a YAML price table", file=str(path)) from None
+            entries.update(_parse(text, str(path)))
         return cls(entries)
 
     def get(self, spec: str) -> Price | None:
@@ -52,7 +54,12 @@ class PriceTable:
 
 
 def _parse(text: str, where: str) -> dict[str, Price]:
-    data = yaml.safe_load(text) or {}
+    try:
+        data = yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        raise InputError(f"not valid YAML ({getattr(exc, 'problem', None) or exc})", file=where,
+                         line=mark.line + 1 if mark else None) from None
     if not isinstance(data, dict):
         raise InputError("expected a mapping of teacher spec to {input, output}", file=where)
     out = {}
@@ -61,4 +68,6 @@ def _parse(text: str, where: str) -> dict[str, Price]:
             out[str(spec)] = Price(float(value["input"]), float(value["output"]))
         except (TypeError, KeyError, ValueError):
             raise InputError("expected {input: NUMBER, output: NUMBER}", file=where, field=str(spec)) from None
+        if not (out[str(spec)].input >= 0 and out[str(spec)].output >= 0):   # also refuses NaN
+            raise InputError(f"prices cannot be negative, found {value}", file=where, field=str(spec))
     return out

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from seedloop.errors import InputError
+from seedloop.errors import InputError, require_file
 
 FILE_KINDS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".csv": "csv", ".parquet": "parquet"}
 LIST_FIELDS = ("messages", "conversations", "instances")  # JSON text in a CSV cell is parsed
@@ -35,10 +35,8 @@ def file_kind(path: Path) -> str:
 
 def read_rows(path: str | Path) -> tuple[str, list[RawRow]]:
     """(file kind, rows). Raises InputError for unreadable files; an empty file is an error too."""
-    path = Path(path)
+    path = require_file(path)   # first: a folder named seeds.jsonl is a folder, whatever its suffix
     kind = file_kind(path)
-    if not path.is_file():
-        raise InputError("file not found", file=str(path))
     rows = _read_parquet(path) if kind == "parquet" else _TEXT_READERS[kind](path, _decode(path))
     if not rows:
         raise InputError("the file holds no rows", file=str(path))

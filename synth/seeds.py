@@ -8,7 +8,9 @@ Formats (auto-detected from the fields of the rows, or forced with `fmt`):
   prompt_completion  prompt, completion
 
 `inspect_seeds` collects every problem; `load_seeds` refuses a file with any problem, naming the
-first few by line and field, so nothing half-read ever reaches a generator.
+first few by line and field, so nothing half-read ever reaches a generator. Text that is read but
+suspicious (a field over MAX_FIELD_CHARS characters: a pasted document, a runaway export) is a
+warning naming its line and field: it is kept, but every teacher prompt that shows it pays for it.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from typing import Any, Callable
 
 import polars as pl
 
-from seedloop.errors import InputError
+from seedloop.errors import InputError, warn_input
 from seedloop.record import new_record, to_frame
 from synth.readers import RawRow, read_rows
 
@@ -33,6 +35,7 @@ SIGNATURES: dict[str, tuple[str, ...]] = {
     "alpaca": ("instruction",),
 }
 FORMATS = tuple(SIGNATURES)
+MAX_FIELD_CHARS = 20_000   # about 5,000 tokens; real instructions and answers are far shorter
 SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant",
                   "chatgpt": "assistant", "bing": "assistant", "bard": "assistant", "system": "system"}
 
@@ -55,9 +58,18 @@ class SeedReport:
     rows: int
     fields: Counter = field(default_factory=Counter)
     problems: list[Problem] = field(default_factory=list)
+    warnings: list[Problem] = field(default_factory=list)
     records: list[dict] = field(default_factory=list)
     duplicates: int = 0
     without_output: int = 0
+
+    def warn(self, at_most: int = 10) -> None:
+        """The first warnings as InputWarnings (the CLI prints one line each on stderr), the rest counted."""
+        for w in self.warnings[:at_most]:
+            warn_input(w.message, file=self.path, line=w.where, field=w.field)
+        if len(self.warnings) > at_most:
+            warn_input(f"{len(self.warnings) - at_most} more fields over {MAX_FIELD_CHARS:,} characters",
+                       file=self.path)
 
 
 def detect_format(rows: list[RawRow], path: str) -> str:
@@ -89,6 +101,7 @@ def inspect_seeds(path: str | Path, fmt: str | None = None) -> SeedReport:
     seen: set[str] = set()
     for row in rows:
         report.fields.update(row.data.keys())
+        report.warnings += [Problem(row.where, name, _too_long(n)) for name, n in _long_fields(row.data)]
         try:
             records = _CONVERTERS[fmt](row.data)
         except _RowProblem as exc:
@@ -107,6 +120,7 @@ def inspect_seeds(path: str | Path, fmt: str | None = None) -> SeedReport:
 def load_seeds(path: str | Path, fmt: str | None = None) -> pl.DataFrame:
     """Seed records (source='seed', status='accepted'), or InputError naming the first bad row."""
     report = inspect_seeds(path, fmt)
+    report.warn()
     if report.problems:
         first = report.problems[0]
         more = f" (and {len(report.problems) - 1} more problems; run `seedloop seeds inspect {path}`)" \
@@ -114,6 +128,23 @@ def load_seeds(path: str | Path, fmt: str | None = None) -> pl.DataFrame:
         err = first.error(str(path))
         raise InputError(f"{err}{more}")
     return to_frame(report.records)
+
+
+def _long_fields(data: dict, prefix: str = ""):
+    """(field, length) of each text longer than MAX_FIELD_CHARS, nested turns included ('messages[2].content')."""
+    for key, value in data.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, str) and len(value) > MAX_FIELD_CHARS:
+            yield name, len(value)
+        elif isinstance(value, list):
+            for i, item in enumerate(value):
+                if isinstance(item, dict):
+                    yield from _long_fields(item, f"{name}[{i}].")
+
+
+def _too_long(n: int) -> str:
+    return (f"{n:,} characters (more than {MAX_FIELD_CHARS:,}): kept, but every teacher prompt that shows "
+            "this seed carries all of it; is it a whole document pasted in?")
 
 
 class _RowProblem(Exception):

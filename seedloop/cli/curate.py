@@ -26,10 +26,10 @@ def _check_choice(option: str, value: str, choices) -> None:
         raise ConfigError(f"{option} must be one of {', '.join(choices)}, got '{value}'")
 
 
-def _check_options(threshold: float, against_threshold: float, min_score: float | None, select: int | None,
-                   ngram: int, report: Path | None, keep: str, on: str, select_by: str, index: str,
-                   judge: str | None) -> None:
-    """Every option checked before anything slow starts (model loading, embedding, judging)."""
+def _check_options(threshold: float, against_threshold: float, min_score: float | None, report: Path | None,
+                   keep: str, on: str, select_by: str, index: str, judge: str | None) -> None:
+    """Every option checked before anything slow starts (model loading, embedding, judging); plain
+    numeric ranges are checked by typer as the options are parsed."""
     from curate.keep import POLICIES
     from curate.rows import FIELDS
     from curate.select import STRATEGIES
@@ -45,12 +45,6 @@ def _check_options(threshold: float, against_threshold: float, min_score: float 
             raise ConfigError(f"{option} needs judge scores: add --judge TEACHER (e.g. --judge local)")
     check_threshold(threshold)
     check_threshold(against_threshold, "--against-threshold")
-    if min_score is not None and not 1 <= min_score <= 5:
-        raise ConfigError(f"--min-score must be between 1 and 5 (the judge's scale), got {min_score}")
-    if select is not None and select < 1:
-        raise ConfigError(f"--select must be at least 1, got {select}")
-    if ngram < 2:
-        raise ConfigError(f"--ngram must be at least 2, got {ngram}")
     if report is not None and report.suffix.lower() not in (".html", ".htm"):
         raise InputError("--report must end in .html", file=str(report))
 
@@ -86,15 +80,15 @@ def curate(
     against_format: str = typer.Option(None, help="Force the seed format of the --against files."),
     against_threshold: float = typer.Option(0.95, help="Decontamination: cosine at or above which a row is too "
                                             "close."),
-    ngram: int = typer.Option(13, help="Decontamination: word n-gram length that counts as a copied passage "
+    ngram: int = typer.Option(13, min=2, help="Decontamination: word n-gram length that counts as a copied passage "
                               "(13, as GPT-3's; shorter evaluation rows match only when contained whole)."),
     judge: str = typer.Option(None, help="Score rows with an LLM judge: local | local:PATH | openai:MODEL | "
                               "anthropic:MODEL. Costs one request per row (cached)."),
-    min_score: float = typer.Option(None, help="Drop rows the judge scored below this (1-5)."),
+    min_score: float = typer.Option(None, min=1, max=5, help="Drop rows the judge scored below this (1-5)."),
     base_url: str = typer.Option(None, help="OpenAI-compatible server URL for the judge (else $OPENAI_BASE_URL)."),
-    concurrency: int = typer.Option(8, help="Judge requests in flight at once."),
-    max_cost: float = typer.Option(None, help="Stop before the judge's spend (USD) would pass this."),
-    select: int = typer.Option(None, help="Keep only K rows, chosen for diversity."),
+    concurrency: int = typer.Option(8, min=1, help="Judge requests in flight at once."),
+    max_cost: float = typer.Option(None, min=0, help="Stop before the judge's spend (USD) would pass this."),
+    select: int = typer.Option(None, min=1, help="Keep only K rows, chosen for diversity."),
     select_by: str = typer.Option(None, help="diversity (k-center greedy) | score (score-then-diversity, as DEITA; "
                                   "needs --judge). Default: score when judged, else diversity."),
     model: str = typer.Option(None, help="Sentence-transformers model name or folder (default: the packaged "
@@ -105,7 +99,7 @@ def curate(
                                ".seedloop/cache.sqlite)."),
     index: str = typer.Option("auto", help=f"Neighbour index: auto (exact up to {EXACT_MAX_ROWS:,} rows, IVF above) "
                               "| flat | ivf."),
-    neighbours: int = typer.Option(10, help="Neighbours searched per row for the duplicate graph."),
+    neighbours: int = typer.Option(10, min=1, help="Neighbours searched per row for the duplicate graph."),
     heuristics: bool = typer.Option(True, help="Apply the quality rules shared with generation (refusals, "
                                     "empty/long output, copied instruction)."),
     hf_dataset: Path = typer.Option(None, help="Also save the kept rows as a Hugging Face `datasets` folder."),
@@ -125,10 +119,7 @@ def curate(
     _check_suffix(drops, "--drops")
     select_by = select_by or ("score" if judge else "diversity")
     check_executor(executor, ray_address)
-    if neighbours < 1:
-        raise ConfigError(f"--neighbours must be at least 1, got {neighbours}")
-    _check_options(threshold, against_threshold, min_score, select, ngram, report, keep, on, select_by, index,
-                   judge)
+    _check_options(threshold, against_threshold, min_score, report, keep, on, select_by, index, judge)
     df = read_table(table)
     from curate.embed import Embedder
     from curate.pipeline import curate as run_curate

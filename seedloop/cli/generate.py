@@ -8,8 +8,8 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from seedloop.cli.common import console, default_cache, handle_errors, out
-from seedloop.errors import InputError
+from seedloop.cli.common import console, default_cache, handle_errors, more_than, out
+from seedloop.errors import ConfigError, InputError, TeacherError
 from seedloop.executors import check_executor
 from seedloop.tables import TABLE_SUFFIXES, export_hf, write_table
 from synth.cache import RequestCache
@@ -29,20 +29,21 @@ def _check_suffix(path: Path | None, option: str) -> None:
 def generate(
     seeds: Path = typer.Option(..., "--seeds", help="Seed file (any format `seedloop seeds inspect` reads)."),
     out_path: Path = typer.Option(..., "--out", help="Where to write the records: .parquet or .jsonl."),
-    n: int = typer.Option(100, "--n", help="How many new records to generate."),
+    n: int = typer.Option(100, "--n", min=1, help="How many new records to generate."),
     teacher: str = typer.Option("local", help="local | local:PATH | openai:MODEL | anthropic:MODEL."),
     method: str = typer.Option("self-instruct", help=f"{' | '.join(METHODS)}."),
     seed_format: str = typer.Option(None, "--format", help="Force the seed format instead of detecting it."),
     base_url: str = typer.Option(None, help="OpenAI-compatible server URL (else $OPENAI_BASE_URL)."),
-    concurrency: int = typer.Option(8, help="Requests in flight at once."),
-    rpm: float = typer.Option(None, help="Requests-per-minute limit."),
-    tpm: float = typer.Option(None, help="Tokens-per-minute limit (prompt estimate + max tokens)."),
-    max_retries: int = typer.Option(5, help="Retries of a failed request (429, 5xx, timeouts)."),
-    max_cost: float = typer.Option(None, help="Stop before this job's spend (USD) would pass this."),
+    concurrency: int = typer.Option(8, min=1, help="Requests in flight at once."),
+    rpm: float = typer.Option(None, callback=more_than(0), help="Requests-per-minute limit."),
+    tpm: float = typer.Option(None, callback=more_than(0),
+                              help="Tokens-per-minute limit (prompt estimate + max tokens)."),
+    max_retries: int = typer.Option(5, min=0, help="Retries of a failed request (429, 5xx, timeouts)."),
+    max_cost: float = typer.Option(None, min=0, help="Stop before this job's spend (USD) would pass this."),
     prices: Path = typer.Option(None, help="YAML price table merged over the built-in one."),
     cache: Path = typer.Option(None, help="Request cache and ledger (default $SEEDLOOP_CACHE or .seedloop/cache.sqlite)."),
-    seed: int = typer.Option(0, help="Random seed: the same seed and settings give the same requests."),
-    temperature: float = typer.Option(0.7, help="Teacher sampling temperature."),
+    seed: int = typer.Option(0, min=0, help="Random seed: the same seed and settings give the same requests."),
+    temperature: float = typer.Option(0.7, min=0, max=2, help="Teacher sampling temperature."),
     classify: str = typer.Option("auto", help="Self-Instruct: how classification tasks are spotted: "
                                  "auto (rule for local teachers, else teacher) | rule | teacher."),
     hf_dataset: Path = typer.Option(None, help="Also save a Hugging Face `datasets` folder here."),
@@ -84,12 +85,25 @@ def generate(
                               job=f"generate:{out_path.resolve()}", method=method, limits=limits,
                               prices=price_table, max_cost=max_cost, seed=seed,
                               progress=lambda k: bar.update(task, completed=k), **options)
+    _refuse_empty(result, max_cost)
     write_table(result.records, out_path)
     if drops:
         write_table(result.drops, drops)
     if hf_dataset:
         export_hf(result.records, hf_dataset)
     _summary(result, out_path)
+
+
+def _refuse_empty(result, max_cost: float | None) -> None:
+    """A run that generated nothing writes nothing, so an existing --out is never truncated by it."""
+    if result.records.height:
+        return
+    if result.stop_reason == "budget":
+        raise ConfigError(f"--max-cost {max_cost:g} cannot pay for one request: {result.message}; nothing was "
+                          "written")
+    reasons = ", ".join(f"{reason} {count}" for reason, count in result.drop_counts.most_common(3))
+    raise TeacherError(f"no records: {result.message}" + (f" (dropped: {reasons})" if reasons else "")
+                       + "; nothing was written")
 
 
 def _summary(result, out_path: Path) -> None:

@@ -10,7 +10,7 @@ import typer
 from rich import box
 from rich.table import Table
 
-from seedloop.cli.common import console, handle_errors, out
+from seedloop.cli.common import console, handle_errors, more_than, out
 from seedloop.errors import ConfigError
 
 
@@ -35,12 +35,12 @@ def init(
     folder: Path = typer.Argument(..., help="The workspace folder to create."),
     seeds: Path = typer.Option(..., "--seeds", help="Seed file (any format `seedloop seeds inspect` reads)."),
     teacher: str = typer.Option("local", help="local | local:PATH | openai:MODEL | anthropic:MODEL."),
-    n: int = typer.Option(60, "--n", help="Records the teacher generates for the pool in round 0."),
+    n: int = typer.Option(60, "--n", min=1, help="Records the teacher generates for the pool in round 0."),
     project: str = typer.Option(None, "--project", help="Label Studio project (else selections are only written)."),
     auto_review: bool = typer.Option(False, "--auto-review", help="Let the automatic reviewer stand in for "
                                      "annotators (see README)."),
     student: str = typer.Option("local", help="Student: local (packaged SmolLM2-135M-Instruct) or a model folder."),
-    k: int = typer.Option(12, "--k", help="Items sent to annotators each round."),
+    k: int = typer.Option(12, "--k", min=1, help="Items sent to annotators each round."),
     train_config: str = typer.Option("lora", "--train-config", help="qlora | lora | smoke | PATH.yaml."),
     train_set: list[str] = typer.Option(None, "--train-set", help="Trainer setting as key=value (repeatable), "
                                         "e.g. --train-set max_steps=8."),
@@ -64,7 +64,7 @@ def init(
 @handle_errors
 def cycle(
     folder: Path = typer.Argument(Path("."), help="The workspace (default: here)."),
-    until: int = typer.Option(None, "--until", help="Run cycles until this round is done (none if it already "
+    until: int = typer.Option(None, "--until", min=1, help="Run cycles until this round is done (none if it already "
                               "is): a re-run after a crash converges instead of adding rounds."),
 ) -> None:
     """Run the next round: pull labels, build the training set, train (warm start), evaluate and
@@ -74,8 +74,6 @@ def cycle(
     from seedloop.workspace import open_workspace
 
     ws = open_workspace(folder)
-    if until is not None and until < 1:
-        raise ConfigError(f"--until must be at least 1, got {until}")
     _quiet()
     while until is None or max(finished_rounds(ws), default=0) < until:
         start = time.perf_counter()
@@ -128,8 +126,8 @@ def status(
 @handle_errors
 def watch(
     folder: Path = typer.Argument(Path("."), help="The workspace (default: here)."),
-    every: int = typer.Option(..., "--every", help="Run a cycle once this many new annotations exist."),
-    interval: float = typer.Option(30.0, help="Seconds between polls of Label Studio."),
+    every: int = typer.Option(..., "--every", min=1, help="Run a cycle once this many new annotations exist."),
+    interval: float = typer.Option(30.0, callback=more_than(0), help="Seconds between polls of Label Studio."),
     once: bool = typer.Option(False, help="Exit after one cycle."),
 ) -> None:
     """Poll Label Studio; when EVERY new annotations exist (beyond those the last round used), run a cycle."""
@@ -139,8 +137,6 @@ def watch(
     from seedloop.loop.steps import label_studio
     from seedloop.workspace import load_config, open_workspace
 
-    if every < 1:
-        raise ConfigError(f"--every must be at least 1, got {every}")
     ws = open_workspace(folder)
     project, conn = label_studio(load_config(ws))
     if conn is None:

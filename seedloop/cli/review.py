@@ -20,7 +20,7 @@ CONNECTION_HELP = ("Connection: $LABEL_STUDIO_URL (or --url) and $LABEL_STUDIO_A
 app = typer.Typer(no_args_is_help=True, add_completion=False, epilog=CONNECTION_HELP,
                   help="Human review in Label Studio: push records, annotate in the browser, pull verdicts back.")
 _URL = typer.Option(None, "--url", help="Label Studio address (default $LABEL_STUDIO_URL).")
-_RETRIES = typer.Option(4, help="Retries of a failed request, with exponential backoff (1 s, 2 s, 4 s, ...).")
+_RETRIES = typer.Option(4, min=0, help="Retries of a failed request, with exponential backoff (1 s, 2 s, 4 s, ...).")
 _PROJECT = typer.Option(..., "--project", "-p", help="Label Studio project title.")
 
 
@@ -35,8 +35,8 @@ def _connect(url: str | None, retries: int):
 def push(
     table: Path = typer.Argument(..., help="Record table to review (.parquet or .jsonl)."),
     project: str = _PROJECT,
-    batch_size: int = typer.Option(1000, help="Tasks per import request (at most 1000)."),
-    overlap: int = typer.Option(1, help="Annotators per task, for a new project (Label Studio's 'overlap')."),
+    batch_size: int = typer.Option(1000, min=1, max=1000, help="Tasks per import request (at most 1000)."),
+    overlap: int = typer.Option(1, min=1, help="Annotators per task, for a new project (Label Studio's 'overlap')."),
     url: str = _URL,
     retries: int = _RETRIES,
 ) -> None:
@@ -111,7 +111,7 @@ def status(project: str = _PROJECT, url: str = _URL, retries: int = _RETRIES) ->
 @app.command()
 @handle_errors
 def serve(
-    port: int = typer.Option(8080, help="Port to listen on."),
+    port: int = typer.Option(8080, min=1, max=65535, help="Port to listen on."),
     host: str = typer.Option("127.0.0.1", help="Address to listen on (0.0.0.0 to let others on the network in)."),
     data_dir: Path = typer.Option(Path(".seedloop") / "label-studio", help="Database, media and secret key."),
     username: str = typer.Option("admin@localhost", help="Email of the first (admin) user, on a new data dir."),

@@ -9,7 +9,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from seedloop.cli.common import console, handle_errors, out
-from seedloop.errors import ConfigError, InputError
+from seedloop.errors import ConfigError, require_file
 from seedloop.executors import check_executor
 from seedloop.tables import read_table, write_table
 
@@ -23,8 +23,7 @@ def _labels(labels: str | None, labels_from: str | None) -> list[str] | None:
     if labels:
         return [x.strip() for x in labels.split(",") if x.strip()]
     if labels_from:
-        if not Path(labels_from).is_file():
-            raise InputError("no such file", file=labels_from, field="--labels-from")
+        require_file(labels_from, field="--labels-from")
         values = read_table(labels_from)["output"].drop_nulls().unique().sort().to_list()
         return [v for v in values if str(v).strip()]
     return None
@@ -39,19 +38,20 @@ def _bar() -> Progress:
 def select(
     model: Path = typer.Option(..., "--model", help="Trained adapter folder (a `seedloop train --out`), or a model folder."),
     pool: Path = typer.Option(..., "--pool", help="Unlabeled records to choose from (.parquet or .jsonl)."),
-    k: int = typer.Option(..., "--k", help="How many items to pick."),
+    k: int = typer.Option(..., "--k", min=1, help="How many items to pick."),
     strategy: str = typer.Option("mnlp", "--strategy", help=STRATEGY_HELP),
     labels: str = typer.Option(None, "--labels", help="The label set, comma-separated (for label_entropy/margin)."),
     labels_from: str = typer.Option(None, "--labels-from", help="Take the label set from the outputs of this table."),
     diversity: bool = typer.Option(True, "--diversity/--no-diversity", help="k-center greedy over the "
                                    "pool-factor*k most uncertain, so a batch is not ten paraphrases."),
-    pool_factor: float = typer.Option(3.0, "--pool-factor", help="Shortlist size for diversity, as a multiple of k."),
-    max_new_tokens: int = typer.Option(48, "--max-new-tokens", help="Longest answer generated per item."),
-    batch_size: int = typer.Option(8, "--batch-size", help="Items per forward pass."),
-    samples: int = typer.Option(5, "--samples", help="Sampled answers per item (disagreement)."),
-    seed: int = typer.Option(0, "--seed", help="Seed for random and sampling."),
-    round_: int = typer.Option(None, "--round", help="Round number to stamp on the picks (default: from the adapter "
-                               "folder name, e.g. rounds/003/adapter -> 3)."),
+    pool_factor: float = typer.Option(3.0, "--pool-factor", min=1,
+                                      help="Shortlist size for diversity, as a multiple of k."),
+    max_new_tokens: int = typer.Option(48, "--max-new-tokens", min=1, help="Longest answer generated per item."),
+    batch_size: int = typer.Option(8, "--batch-size", min=1, help="Items per forward pass."),
+    samples: int = typer.Option(5, "--samples", min=2, help="Sampled answers per item (disagreement)."),
+    seed: int = typer.Option(0, "--seed", min=0, help="Seed for random and sampling."),
+    round_: int = typer.Option(None, "--round", min=0, help="Round number to stamp on the picks (default: from the "
+                               "adapter folder name, e.g. rounds/003/adapter -> 3)."),
     out_path: Path = typer.Option(None, "--out", help="Write the k picks here (record, uncertainty, strategy, answer)."),
     scores_path: Path = typer.Option(None, "--scores", help="Write the same columns for every pool item here."),
     push: str = typer.Option(None, "--push", help="Send the picks to this Label Studio project, the model's answer "
@@ -68,8 +68,7 @@ def select(
     from seedloop.cli.train import _quiet_libraries
 
     check_executor(executor, ray_address)
-    if not pool.is_file():
-        raise InputError("no such file", file=str(pool), field="--pool")
+    require_file(pool, field="--pool")
     table = read_table(pool)
     choices = _labels(labels, labels_from)
     round_ = round_ if round_ is not None else _round_of(model)
@@ -160,19 +159,19 @@ def simulate(
                                  "curves.csv and summary.json (a re-run resumes here)."),
     strategies: str = typer.Option("random,margin", "--strategies", help="Comma-separated: " + STRATEGY_HELP
                                    + " (sampling strategies need no label set; label ones use the intents)."),
-    seeds: int = typer.Option(3, "--seeds", help="Random seeds per strategy."),
+    seeds: int = typer.Option(3, "--seeds", min=1, help="Random seeds per strategy."),
     intents: str = typer.Option(None, "--intents", help="Comma-separated Banking77 intents (default: 8 card and "
                                 "transfer intents, see active_learning/simulate.py)."),
-    pool_per_intent: int = typer.Option(30, "--pool-per-intent"),
-    test_per_intent: int = typer.Option(8, "--test-per-intent"),
-    initial: int = typer.Option(16, "--initial", help="Labels to start from, drawn at random from the pool."),
-    batch: int = typer.Option(16, "--batch", help="Labels queried per round."),
-    rounds: int = typer.Option(3, "--rounds", help="Query rounds after the initial one."),
-    first_steps: int = typer.Option(16, "--first-steps", help="Optimizer steps when training the first round."),
-    steps: int = typer.Option(6, "--steps", help="Optimizer steps of each warm-started round."),
+    pool_per_intent: int = typer.Option(30, "--pool-per-intent", min=1),
+    test_per_intent: int = typer.Option(8, "--test-per-intent", min=1),
+    initial: int = typer.Option(16, "--initial", min=1, help="Labels to start from, drawn at random from the pool."),
+    batch: int = typer.Option(16, "--batch", min=1, help="Labels queried per round."),
+    rounds: int = typer.Option(3, "--rounds", min=1, help="Query rounds after the initial one."),
+    first_steps: int = typer.Option(16, "--first-steps", min=1, help="Optimizer steps when training the first round."),
+    steps: int = typer.Option(6, "--steps", min=1, help="Optimizer steps of each warm-started round."),
     diversity: bool = typer.Option(True, "--diversity/--no-diversity", help="k-center greedy over the top "
                                    "pool-factor*batch uncertain."),
-    data: Path = typer.Option(None, "--data", help="Banking77 train.csv (default ../shared/data/banking77)."),
+    data: Path = typer.Option(None, "--data", help="A CSV with text,category columns (default: the Banking77 train.csv shipped in seedloop/data)."),
 ) -> None:
     """Pool-based simulation on Banking77: uncertainty sampling vs random, learning curves and label savings.
 

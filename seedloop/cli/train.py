@@ -15,7 +15,7 @@ from rich.table import Table
 
 from seedloop.atomic import write_text
 from seedloop.cli.common import console, handle_errors, out
-from seedloop.errors import InputError
+from seedloop.errors import InputError, require_file
 
 
 
@@ -131,8 +131,9 @@ def evaluate(
                                ".txt file (default: detected when outputs are few distinct short strings)."),
     metrics_out: Path = typer.Option(None, "--out", help="Also write the metrics here (.json)."),
     predictions: Path = typer.Option(None, "--predictions", help="Write each record's answer here (.parquet/.jsonl)."),
-    max_new_tokens: int = typer.Option(None, help="Longest answer to generate (default: longest reference + 8)."),
-    batch_size: int = typer.Option(8, help="Records per forward pass."),
+    max_new_tokens: int = typer.Option(None, min=1, help="Longest answer to generate (default: longest reference "
+                                       "+ 8)."),
+    batch_size: int = typer.Option(8, min=1, help="Records per forward pass."),
     score_labels: bool = typer.Option(True, "--score-labels/--no-score-labels",
                                       help="Also pick the most likely label by log-probability."),
 ) -> None:
@@ -159,8 +160,7 @@ def evaluate(
 def _read_labels(spec: str) -> list[str]:
     path = Path(spec)
     if path.suffix in (".json", ".txt"):
-        if not path.is_file():
-            raise InputError("labels file not found", file=str(path))
+        require_file(path, "labels file")
         text = path.read_text(encoding="utf-8")
         try:
             labels = json.loads(text) if path.suffix == ".json" else [line.strip() for line in text.splitlines()]

@@ -92,7 +92,7 @@ class TeacherWorker:
         except ConfigError as exc:
             return ("error", "ConfigError", str(exc))
         t = self._teacher
-        return ("ok", t.provider, t.model, t.honors_prefill)
+        return ("ok", t.provider, t.model, t.honors_prefill, t.endpoint)
 
     async def complete(self, request: ChatRequest) -> tuple:
         started = await self.start()   # after a restart, the teacher is built again here
@@ -150,7 +150,7 @@ class RayTeacher(Teacher):
         if replies[0][0] != "ok":
             self._kill()
             _raise(replies[0])
-        _, self.provider, self.model, self.honors_prefill = replies[0]
+        _, self.provider, self.model, self.honors_prefill, self.endpoint = replies[0]   # the cache key's parts
 
     def __repr__(self) -> str:
         return f"RayTeacher({self.spec!r}, workers={len(self._workers)})"

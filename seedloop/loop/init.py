@@ -14,9 +14,9 @@ from pathlib import Path
 
 import polars as pl
 
-from seedloop.errors import ConfigError, InputError
+from seedloop.errors import ConfigError, InputError, require_file
 from seedloop.tables import write_table
-from seedloop.workspace import CONFIG_NAME, TEMPLATE, Workspace, load_config
+from seedloop.workspace import CONFIG_NAME, TEMPLATE, Workspace, parse_config
 
 
 def init_workspace(folder: Path, seeds: Path, *, teacher: str = "local", n: int = 60, project: str | None = None,
@@ -25,22 +25,21 @@ def init_workspace(folder: Path, seeds: Path, *, teacher: str = "local", n: int 
     """Create the workspace at `folder` (a missing seed file or an existing workspace is an error)."""
     from synth.seeds import load_seeds
 
-    seeds = Path(seeds)
-    if not seeds.is_file():
-        raise InputError("seed file not found", file=str(seeds))
+    seeds = require_file(seeds, "seed file")
     ws = Workspace(Path(folder))
     if ws.config_path.exists() and not force:
         raise ConfigError(f"{ws.root} is already a workspace ({CONFIG_NAME} exists); use another folder or --force")
     df = load_seeds(seeds)   # a bad row fails here, before anything is written
-    ws.root.mkdir(parents=True, exist_ok=True)
     seed_name = "seeds" + seeds.suffix.lower()
-    if seeds.resolve() != (ws.root / seed_name).resolve():
-        shutil.copyfile(seeds, ws.root / seed_name)
     text = TEMPLATE.format(teacher=teacher, n=n, project=json.dumps(project) if project else "null",
                            auto=str(auto).lower(), config=train_config, base=json.dumps(str(student)), k=k, overrides=json.dumps(overrides or {}))
     text = text.replace("seeds: seeds.jsonl", f"seeds: {seed_name}")
+    # checked before anything is written: a bad --train-set or --k fails here, naming the key
+    config = parse_config(text, str(ws.config_path))
+    ws.root.mkdir(parents=True, exist_ok=True)
+    if seeds.resolve() != (ws.root / seed_name).resolve():
+        shutil.copyfile(seeds, ws.root / seed_name)
     ws.config_path.write_text(text, encoding="utf-8")
-    config = load_config(ws)   # the template must load: a typo in it would be ours
     write_eval_split(ws, df, config)
     return ws
 

@@ -31,6 +31,7 @@ class AnthropicTeacher(Teacher):
         self._client = anthropic.AsyncAnthropic(api_key=key, base_url=base_url or os.environ.get("ANTHROPIC_BASE_URL"),
                                                 max_retries=0, timeout=timeout,
                                                 http_client=anthropic.DefaultAioHttpClient())
+        self.endpoint = str(self._client.base_url).rstrip("/")   # the SDK's default when no base URL is given
 
     async def complete(self, request: ChatRequest) -> Completion:
         system = "\n\n".join(c for r, c in request.messages if r == "system")

@@ -43,8 +43,12 @@ class ChatRequest:
         return sum(len(c) // 4 + 4 for _, c in self.messages)
 
 
-def cache_key(provider: str, model: str, request: ChatRequest) -> str:
+def cache_key(provider: str, model: str, request: ChatRequest, endpoint: str = "") -> str:
+    """The hash of everything that changes an answer: who answers (provider, model, and the server the
+    requests go to) and what is asked (messages and every sampling parameter)."""
     payload = {"provider": provider, "model": model, **request.canonical()}
+    if endpoint:   # in-process models have none; leaving it out keeps their keys as they were
+        payload["endpoint"] = endpoint
     return hashlib.sha256(json.dumps(payload, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
 
 
@@ -70,7 +74,7 @@ class TransientError(Exception):
 
 
 class Teacher:
-    """Subclasses set `provider` and `model` and implement `complete`.
+    """Subclasses set `provider`, `model` (and `endpoint` when they talk to a server) and implement `complete`.
 
     `honors_prefill`: whether a final assistant message is continued (the returned text then starts
     right after it) rather than answered afresh. Strategies parse both shapes.
@@ -78,6 +82,7 @@ class Teacher:
 
     provider: str = ""
     model: str = ""
+    endpoint: str = ""   # the server's URL; part of the cache key, so two servers never share answers
     honors_prefill: bool = False
 
     @property

@@ -30,6 +30,7 @@ class OpenAITeacher(Teacher):
         # 64 in flight on 2 cores, see benchmarks/generate_throughput.py)
         self._client = openai.AsyncOpenAI(api_key=key, base_url=base_url, max_retries=0, timeout=timeout,
                                           http_client=openai.DefaultAioHttpClient())
+        self.endpoint = str(self._client.base_url).rstrip("/")   # the SDK's default when no base URL is given
 
     async def complete(self, request: ChatRequest) -> Completion:
         params = dict(model=self.model, messages=_fold_prefill(request), max_tokens=request.max_tokens,

@@ -100,3 +100,44 @@ def test_bad_options_fail_before_any_work(tmp_path, monkeypatch, args, expected)
     result, msg, written = _curate(tmp_path, table, *args)
     assert result.exit_code == 2 and expected in msg and written == []
     assert not (tmp_path / "embeddings.sqlite").exists()     # nothing was embedded
+
+
+def test_a_folder_given_as_against_is_called_a_folder(tmp_path):
+    table = _jsonl(tmp_path / "in.jsonl", ['{"instruction": "Reset my PIN please"}\n'])
+    (tmp_path / "eval.jsonl").mkdir()
+    result, msg, written = _curate(tmp_path, table, "--against", str(tmp_path / "eval.jsonl"))
+    assert result.exit_code == 2 and written == []
+    assert "eval.jsonl: is a directory" in msg and "not found" not in msg
+
+
+@pytest.mark.parametrize("kind", ["folder", "text"])
+def test_embedding_cache_that_is_a_folder_or_not_sqlite(tmp_path, kind):
+    table = _jsonl(tmp_path / "in.jsonl", ['{"instruction": "Reset my PIN please"}\n'])
+    cache = tmp_path / "emb.sqlite"
+    if kind == "folder":
+        cache.mkdir()
+    else:
+        cache.write_text("not a database, just some notes\n" * 40)
+    result, msg, written = _curate(tmp_path, table, "--embed-cache", str(cache))
+    assert result.exit_code == 2 and written == [], msg
+    assert f"{cache}: " in msg and "embedding cache" in msg
+    assert ("is a directory" if kind == "folder" else "file is not a database") in msg
+
+
+def test_numbers_where_text_belongs_are_read_with_a_warning_per_line(tmp_path):
+    from seedloop.errors import InputWarning
+    from seedloop.tables import read_table
+
+    table = _jsonl(tmp_path / "in.jsonl", ['{"instruction": "Add one and two", "output": "3"}\n',
+                                           '{"instruction": "Add two and two", "output": 4}\n',
+                                           '{"instruction": "Is it true?", "output": true}\n'])
+    with pytest.warns(InputWarning) as caught:
+        df = read_table(table)
+    assert df["output"].to_list() == ["3", "4", "true"]
+    assert [str(w.message) for w in caught] == [
+        f"{table}:2 field 'output': expected text, found int 4; read as text",
+        f"{table}:3 field 'output': expected text, found bool True; read as text"]
+    parquet = tmp_path / "in.parquet"
+    pl.DataFrame({"instruction": ["a", "b"], "output": [None, 7]}).write_parquet(parquet)
+    with pytest.warns(InputWarning, match=r"in\.parquet \(row 2\) field 'output': expected text, found int 7"):
+        assert read_table(parquet)["output"].to_list() == [None, "7"]

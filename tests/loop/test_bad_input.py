@@ -89,3 +89,42 @@ def test_label_studio_project_without_address(tmp_path):
     res = subprocess.run([sys.executable, "-m", "seedloop", "cycle", str(ws)], capture_output=True, text=True,
                          env={**env, "HF_HUB_OFFLINE": "1", "COLUMNS": "200"}, timeout=120)
     assert res.returncode != 0 and "LABEL_STUDIO_URL" in res.stderr
+
+
+def test_every_bad_key_is_reported_at_once_trainer_overrides_included(tmp_path):
+    ws = make_workspace(tmp_path)
+    edit(ws, "  k: 12", "  kk: 12")
+    edit(ws, "  concurrency: 4", "  concurrency: 0")
+    edit(ws, "  overrides: {}", "  overrides: {epochs: two, lr: -1, epochz: 3}")
+    res = run_cli("cycle", ws)
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    msg = " ".join(res.stderr.split())
+    assert "seedloop.yaml: 5 problems" in msg
+    for needle in ("unknown key 'select.kk' (did you mean 'select.k'?)",
+                   "'generate.concurrency' should be at least 1, found 0",
+                   "'train.overrides.epochs': 'epochs' should be int, found 'two'",
+                   "'train.overrides.lr': 'lr' should be positive",
+                   "unknown key 'train.overrides.epochz' (did you mean 'train.overrides.epochs'?)"):
+        assert needle in msg, needle
+    assert not (ws / "rounds").exists() and not (ws / "cache.sqlite").exists()
+
+
+def test_a_bad_trainer_override_alone_fails_on_load_naming_file_and_key(tmp_path):
+    ws = make_workspace(tmp_path)
+    edit(ws, "  overrides: {}", "  overrides: {epochs: two}")
+    res = run_cli("status", ws)   # any command that loads the config; `cycle` would fail the same way
+    assert res.returncode == 2
+    assert f"{ws / 'seedloop.yaml'}: 'train.overrides.epochs': 'epochs' should be int, found 'two'" in \
+        " ".join(res.stderr.split())
+
+
+def test_init_refuses_bad_train_set_before_writing(tmp_path):
+    res = run_cli("init", tmp_path / "ws", "--seeds", EXAMPLE_SEEDS, "--train-set", "epochs=two")
+    assert res.returncode == 2 and "'train.overrides.epochs'" in res.stderr
+    assert not (tmp_path / "ws").exists()
+
+
+def test_a_folder_given_as_seed_file_is_called_a_folder(tmp_path):
+    (tmp_path / "seeds.jsonl").mkdir()
+    res = run_cli("init", tmp_path / "ws", "--seeds", tmp_path / "seeds.jsonl")
+    assert res.returncode == 2 and "is a directory" in res.stderr and "not found" not in res.stderr
