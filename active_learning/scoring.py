@@ -9,6 +9,11 @@ One pass per strategy family, batched:
                    the answer is the most likely label
   disagreement     n sampled answers per item (plus the greedy answer, which is what gets prefilled)
   random           a seeded uniform draw; answers only for what is picked (see select.py)
+
+A classifier student (train.load_classifier) needs one forward pass per item for all of these: its
+softmax over the labels is exact, so label_entropy and entropy are the normalized entropy of it,
+margin is 1 - (p1 - p2), mnlp is -log p1 (the MNLP of a one-token answer: least confidence), and the
+answer is the most likely label. Sampling disagreement has no meaning there and is refused.
 """
 
 from __future__ import annotations
@@ -66,3 +71,27 @@ def score_pool(model, tokenizer, records: list[dict], strategy: str, *, labels: 
         if progress:
             progress(len(records))
     return PoolScores(strategy, np.array(values, dtype=float), [a.text for a in greedy], tokens)
+
+
+def score_classifier(clf, records: list[dict], strategy: str, *, batch_size: int = 64, seed: int = 0,
+                     progress: Callable[[int], None] | None = None) -> PoolScores:
+    """Uncertainty of every record under `strategy`, from a classifier's label probabilities."""
+    from train import classifier_text
+
+    if strategy not in U.STRATEGIES:
+        raise ConfigError(f"unknown strategy '{strategy}': expected one of {', '.join(U.STRATEGIES)}")
+    if strategy == "disagreement":
+        raise ConfigError("strategy 'disagreement' samples generated answers; a classifier has exact label "
+                          "probabilities: use margin, label_entropy or mnlp")
+    probs = clf.predict_proba([classifier_text(r) for r in records], batch_size=batch_size, progress=progress)
+    logp = np.log(np.clip(probs, 1e-30, None))
+    answers = [clf.labels[i] for i in probs.argmax(axis=1)]
+    if strategy == "random":
+        values = np.random.default_rng(seed).random(len(records))
+    elif strategy == "margin":
+        values = U.margin(logp)
+    elif strategy == "mnlp":
+        values = -logp.max(axis=1)
+    else:   # entropy, label_entropy
+        values = U.label_entropy(logp)
+    return PoolScores(strategy, np.asarray(values, dtype=float), answers)

@@ -10,7 +10,7 @@ import numpy as np
 import polars as pl
 
 from active_learning.batch import check_k, select_batch
-from active_learning.scoring import PoolScores, check_strategy, score_pool
+from active_learning.scoring import PoolScores, check_strategy, score_classifier, score_pool
 from curate.rows import checked_texts
 from seedloop.record import conform
 
@@ -30,29 +30,38 @@ def select_from_pool(model_dir: str | Path, pool: pl.DataFrame, k: int, *, strat
     """Score every row of `pool` under `strategy` and pick k: the most uncertain, diversified by
     k-center greedy on sentence embeddings of the prompts over the pool_factor*k most uncertain.
 
-    `loaded` = (model, tokenizer) skips loading `model_dir` again (the simulation reuses one model);
+    `loaded` = (model, tokenizer), or a loaded Classifier, skips loading `model_dir` again (the
+    simulation reuses one model); a classifier folder (train.is_classifier) is scored by its label
+    probabilities, every strategy from one forward pass per item (active_learning/scoring.py);
     `embedder` is a curate.embed.Embedder (default: the packaged MiniLM, no cache).
     `scorer(records, strategy, progress)` replaces in-process scoring (the Ray executor's hook): it
     returns score_pool's PoolScores, and with strategy "mnlp" also the greedy answers of the picks
     that the strategy left unanswered.
     """
+    from train import classifier_text, is_classifier, load_classifier
     from train.inference import answer, load_for_inference
 
     pool = conform(pool, where=where or "pool")
     check_k(k, pool.height)
-    check_strategy(strategy, labels)
+    classifier = scorer is None and is_classifier(model_dir)
+    if not classifier:
+        check_strategy(strategy, labels)
     texts = checked_texts(pool, "prompt", where=where)     # every row needs an instruction
-    model, tokenizer = loaded or ((None, None) if scorer else load_for_inference(model_dir))
     records = pool.to_dicts()
 
     def step(name: str, total: int):
         return (lambda done, *_: progress(name, done, total)) if progress else (lambda *_: None)
 
-    if scorer is None:
+    if classifier:   # one forward pass per item gives every strategy's number and the answer
+        scored = score_classifier(loaded or load_classifier(model_dir), records, strategy, seed=seed,
+                                  batch_size=max(batch_size, 64), progress=step("scoring", len(records)))
+        texts = [classifier_text(r) for r in records]      # diversity over what the classifier reads
+    elif scorer is not None:
+        scored = scorer(records, strategy, step("scoring", len(records)))
+    else:
+        model, tokenizer = loaded or load_for_inference(model_dir)
         scored = score_pool(model, tokenizer, records, strategy, labels=labels, max_new_tokens=max_new_tokens,
                             batch_size=batch_size, samples=samples, seed=seed, progress=step("scoring", len(records)))
-    else:
-        scored = scorer(records, strategy, step("scoring", len(records)))
     vectors = None
     if diversity and strategy != "random" and k < len(records):
         if embedder is None:

@@ -22,6 +22,14 @@ The public surface other stages use (names load lazily: `import train` does not 
     tiny_llama(dir) -> Path: a 2-layer random Llama with the packaged tokenizer, for tests
     resolve_config(config=None, overrides=(), **options) -> dict: YAML + key=value, validated
 
+Classifier students (train/classifier*.py), for tables whose outputs come from a small label set:
+    train_classifier(data, base="minilm", out=..., labels=None, init_adapter=None, **settings) -> metrics
+        LoRA and a label head on an encoder (mean pooling) or a causal LM (4-bit, SEQ_CLS);
+        settings are the keys of train/configs/classifier.yaml.
+    load_classifier(dir) -> Classifier with .labels and .predict_proba(texts) -> (n x labels) array
+    is_classifier(dir), classifier_text(record), packaged_encoder() -> Path (all-MiniLM-L6-v2)
+    pick_task(df, task="auto"), detect_labels(outputs), plan_training(data, task=..., ...) -> TrainingPlan
+
 Records: `instruction`/`input`/`output`, or `messages` when present. Rows with status 'rejected'
 are skipped (unless include_rejected=True), and so are rows without an answer; every skip is counted
 in metrics.json under data.counts.
@@ -36,6 +44,10 @@ _EXPORTS = {
     "answer": "train.inference", "Answer": "train.inference", "response_logprobs": "train.inference",
     "score_options": "train.inference", "render_prompt": "train.chat", "merge_adapter": "train.export",
     "copy_adapter": "train.export", "packaged_student": "train.models", "tiny_llama": "train.models",
+    "tiny_bert": "train.models", "train_classifier": "train.classifier", "classifier_text": "train.classifier",
+    "load_classifier": "train.classifier_model", "is_classifier": "train.classifier_model",
+    "packaged_encoder": "train.classifier_model", "Classifier": "train.classifier_model",
+    "pick_task": "train.task", "plan_training": "train.task", "detect_labels": "train.task",
 }
 _RENAMED = {"resolve_config": ("train.config", "resolve")}
 

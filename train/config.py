@@ -25,7 +25,7 @@ CHOICES = {
     "dtype": ("auto", "bf16", "bfloat16", "fp16", "float16", "fp32", "float32"),
 }
 POSITIVE = ("lora_r", "lora_alpha", "max_length", "epochs", "batch_size", "grad_accum", "eval_every",
-            "save_every", "keep_checkpoints", "lr")
+            "save_every", "keep_checkpoints", "lr", "head_lr")
 
 
 def shipped_configs() -> list[str]:
@@ -58,8 +58,9 @@ def _config_file(name_or_path: str | Path):
     return shipped
 
 
-def defaults() -> dict:
-    return _read_yaml(_config_file(DEFAULT), f"{DEFAULT}.yaml")
+def defaults(recipe: str = DEFAULT) -> dict:
+    """The shipped defaults of a recipe: `qlora` (generation) or `classifier`."""
+    return _read_yaml(_config_file(recipe), f"{recipe}.yaml")
 
 
 def parse_overrides(items: Iterable[str]) -> dict:
@@ -75,15 +76,15 @@ def parse_overrides(items: Iterable[str]) -> dict:
     return out
 
 
-def resolve(config: str | Path | None = None, overrides: Iterable[str] = (), **explicit: Any) -> dict:
-    """Defaults, then the config file, then `key=value` overrides, then explicit options (CLI flags).
-
-    Explicit options whose value is None are ignored (the flag was not given).
+def resolve(config: str | Path | None = None, overrides: Iterable[str] = (), *, recipe: str = DEFAULT,
+            **explicit: Any) -> dict:
+    """Defaults of `recipe`, then the config file, then `key=value` overrides, then explicit options
+    (CLI flags). Explicit options whose value is None are ignored (the flag was not given).
     """
-    base = defaults()
+    base = defaults(recipe)
     resolved = dict(base)
     layers = []
-    if config is not None and str(config) != DEFAULT:
+    if config is not None and str(config) != recipe:
         path = _config_file(config)
         layers.append((str(config), _read_yaml(path, str(config))))
     layers.append(("override", parse_overrides(overrides)))
@@ -121,7 +122,7 @@ def _check(key: str, value: Any, default: Any, where: str) -> Any:
         raise ConfigError(f"{where}: '{key}' should be positive, found {value!r}")
     if key == "eval_fraction" and not 0 <= value < 1:
         raise ConfigError(f"{where}: 'eval_fraction' should be in [0, 1), found {value!r}")
-    if key in ("lora_dropout", "warmup_ratio", "weight_decay", "max_grad_norm", "early_stopping_threshold",
+    if key in ("probe_c", "lora_dropout", "warmup_ratio", "weight_decay", "max_grad_norm", "early_stopping_threshold",
                "early_stopping_patience", "seed") and value < 0:
         raise ConfigError(f"{where}: '{key}' cannot be negative, found {value!r}")
     return value

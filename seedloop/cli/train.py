@@ -34,13 +34,17 @@ def _quiet_libraries() -> None:
 @handle_errors
 def train(
     data: Path = typer.Option(..., "--data", help="Record table (.parquet or .jsonl) to train on."),
-    base: str = typer.Option("local", "--base", help="Base model: a Hugging Face folder, or 'local' for the "
-                             "packaged SmolLM2-135M-Instruct."),
+    base: str = typer.Option(None, "--base", help="Base model: a Hugging Face folder, 'local' for the packaged "
+                             "SmolLM2-135M-Instruct, or 'minilm' for the packaged all-MiniLM-L6-v2 encoder "
+                             "(default: minilm for classification, local for generation)."),
+    task: str = typer.Option("auto", "--task", help="auto | classification | generation. auto trains a classifier "
+                             "when the outputs come from a small label set (at most 50 distinct short outputs, "
+                             "each seen twice on average), else a generator."),
     out_dir: Path = typer.Option(..., "--out", help="Output folder: adapter, tokenizer, config, metrics."),
     overrides: list[str] = typer.Argument(None, help="Settings as key=value, e.g. lr=1e-4 epochs=2 "
-                                          "(keys: train/configs/qlora.yaml)."),
-    config: str = typer.Option(None, "--config", help="YAML config file, or a shipped one: qlora (default), "
-                               "lora, smoke."),
+                                          "(keys: train/configs/qlora.yaml, or classifier.yaml for classifiers)."),
+    config: str = typer.Option(None, "--config", help="YAML config file, or a shipped one: qlora (default for "
+                               "generation), lora, smoke, classifier (default for classification)."),
     eval_data: Path = typer.Option(None, "--eval-data", help="Held-out table (default: eval_fraction of --data)."),
     four_bit: bool = typer.Option(None, "--4bit/--no-4bit", help="QLoRA on a 4-bit base (default), or plain LoRA."),
     init_adapter: Path = typer.Option(None, "--init-adapter", help="Warm-start from this adapter (a previous "
@@ -51,27 +55,27 @@ def train(
                                   "wandb or none."),
     tracking_uri: str = typer.Option(None, "--tracking-uri", help="MLflow tracking URI (default OUT/mlruns)."),
 ) -> None:
-    """Fine-tune a student on curated and reviewed records with QLoRA.
+    """Fine-tune a student on curated and reviewed records: a classifier (LoRA and a label head) when
+    the outputs are labels, else a generator (QLoRA, loss on answer tokens only).
 
-    Rows with status 'rejected' are skipped; the loss is on answer tokens only.
-    The resolved config is printed first and saved as OUT/train_config.yaml;
-    the adapter, metrics.json and loss_curve.png land in OUT. Kill it at any
-    point: `--resume` continues from the last checkpoint.
+    Rows with status 'rejected' are skipped. The resolved config is printed first and saved with
+    the model; metrics.json lands in OUT last. Kill it at any point: `--resume` continues a
+    generator from its last checkpoint (a classifier trains again: it takes about a minute).
     """
-    from train.config import dump, resolve
+    from train.config import dump
+    from train.task import plan_training
 
     _quiet_libraries()
     if int(os.environ.get("RANK", "0")) != 0:   # under `accelerate launch`, the first process speaks for all
         console.quiet = True
-    settings = resolve(config, overrides or [], four_bit=four_bit, report_to=report_to, tracking_uri=tracking_uri)
-    console.print(f"[bold]seedloop train[/] {data} on {base} -> {out_dir}"
+    plan = plan_training(data, task=task, base=base, config=config, overrides=overrides or [],
+                         four_bit=four_bit, report_to=report_to, tracking_uri=tracking_uri)
+    console.print(f"[bold]seedloop train[/] {plan.task}: {data} on {plan.base} -> {out_dir}"
                   + (f" (warm start from {init_adapter})" if init_adapter else ""), highlight=False)
-    console.print(Syntax(dump(settings), "yaml", theme="ansi_dark", background_color="default"))
-    from train.recipe import train as run_training
-
+    console.print(Syntax(dump(plan.settings), "yaml", theme="ansi_dark", background_color="default"))
     with _TrainProgress() as progress:
-        metrics = run_training(data, base, out_dir, eval_data=eval_data, init_adapter=init_adapter, resume=resume,
-                               progress=progress.update, **settings)
+        metrics = plan.run(out_dir, eval_data=eval_data, init_adapter=init_adapter, resume=resume,
+                           progress=progress.update)
     _train_summary(metrics, out_dir)
 
 
@@ -110,9 +114,9 @@ class _TrainProgress:
 
 def _train_summary(metrics: dict, out_dir: Path) -> None:
     table = Table(title=f"trained -> {out_dir}", show_header=False)
-    for key in ("steps", "stopped_early", "train_loss", "initial_eval_loss", "final_eval_loss", "best_eval_loss",
+    for key in ("task", "labels", "steps", "stopped_early", "train_loss", "initial_eval_loss", "final_eval_loss", "best_eval_loss",
                 "best_step", "tokens_per_second", "peak_rss_mb", "peak_gpu_mb", "model_footprint_mb",
-                "trainable_params", "chat_template"):
+                "trainable_params", "chat_template", "seconds"):
         if metrics.get(key) is not None:
             value = metrics[key]
             table.add_row(key, f"{value:.4f}" if isinstance(value, float) and key.endswith("loss") else str(value))
