@@ -187,5 +187,7 @@ def load_classifier(folder: str | os.PathLike, *, four_bit: bool | None = None) 
     model, pooling = build_model(base, len(meta["labels"]), four_bit=four_bit, dtype=dtype)
     if pooling == "last":
         model.config.pad_token_id = load_tokenizer(folder).pad_token_id
-    model = PeftModel.from_pretrained(model, str(folder)).eval()
-    return Classifier(model, load_tokenizer(folder), list(meta["labels"]), pooling, meta["max_length"])
+    model = PeftModel.from_pretrained(model, str(folder))
+    if not four_bit:   # fold LoRA into the full-precision weights: exact, and no adapter cost per forward
+        model = model.merge_and_unload()
+    return Classifier(model.eval(), load_tokenizer(folder), list(meta["labels"]), pooling, meta["max_length"])
