@@ -38,12 +38,13 @@ def select_from_pool(model_dir: str | Path, pool: pl.DataFrame, k: int, *, strat
     returns score_pool's PoolScores, and with strategy "mnlp" also the greedy answers of the picks
     that the strategy left unanswered.
     """
-    from train import classifier_text, is_classifier, load_classifier
+    from train import Classifier, classifier_text, is_classifier, load_classifier
     from train.inference import answer, load_for_inference
 
     pool = conform(pool, where=where or "pool")
     check_k(k, pool.height)
-    classifier = scorer is None and is_classifier(model_dir)
+    classifier = scorer is None and (isinstance(loaded, Classifier) or
+                                     (model_dir is not None and is_classifier(model_dir)))
     if not classifier:
         check_strategy(strategy, labels)
     texts = checked_texts(pool, "prompt", where=where)     # every row needs an instruction
