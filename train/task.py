@@ -80,8 +80,14 @@ def plan_training(data, *, task: str = "auto", base: str | None = None, config=N
     chosen = pick_task(df, task)
     if chosen == "classification":
         # the generator's flags (4-bit aside) mean nothing to a classifier
-        explicit = {k: v for k, v in explicit.items() if k == "four_bit"}
-        settings = resolve(config, overrides, recipe="classifier", **explicit)
+        kept = {k: v for k, v in explicit.items() if k == "four_bit"}
+        try:
+            settings = resolve(config, overrides, recipe="classifier", **kept)
+        except ConfigError:
+            if task != "auto":
+                raise
+            # a config or key=value only the generator knows (max_steps, pack, ...) asks for a generator
+            chosen, settings = "generation", resolve(config, overrides, **explicit)
     else:
         settings = resolve(config, overrides, **explicit)
     return TrainingPlan(df, chosen, str(base or default_base(chosen)), settings, labels)

@@ -34,31 +34,43 @@ def _parse_overrides(items: list[str] | None) -> dict:
 def init(
     folder: Path = typer.Argument(..., help="The workspace folder to create."),
     seeds: Path = typer.Option(..., "--seeds", help="Seed file (any format `seedloop seeds inspect` reads)."),
+    pool: Path = typer.Option(None, "--pool", help="A pool to curate in round 0 instead of generating one (any seed-"
+                              "file format; outputs, if any, are only for the automatic reviewer unless "
+                              "train.unreviewed is include)."),
+    eval_file: Path = typer.Option(None, "--eval", help="The evaluation table (rows with outputs), instead of a "
+                                   "hash-chosen share of the seeds."),
     teacher: str = typer.Option("local", help="local | local:PATH | openai:MODEL | anthropic:MODEL."),
     n: int = typer.Option(60, "--n", min=1, help="Records the teacher generates for the pool in round 0."),
     project: str = typer.Option(None, "--project", help="Label Studio project (else selections are only written)."),
     auto_review: bool = typer.Option(False, "--auto-review", help="Let the automatic reviewer stand in for "
                                      "annotators (see README)."),
-    student: str = typer.Option("local", help="Student: local (packaged SmolLM2-135M-Instruct) or a model folder."),
+    task: str = typer.Option("auto", "--task", help="auto | classification | generation (auto: a classifier when "
+                             "the outputs are labels)."),
+    student: str = typer.Option("auto", help="Student base: auto (minilm for classifiers, local for generators), "
+                                "local (packaged SmolLM2-135M-Instruct), minilm, or a model folder."),
     k: int = typer.Option(12, "--k", min=1, help="Items sent to annotators each round."),
-    train_config: str = typer.Option("lora", "--train-config", help="qlora | lora | smoke | PATH.yaml."),
+    train_config: str = typer.Option("auto", "--train-config", help="auto | qlora | lora | smoke | classifier | "
+                                     "PATH.yaml."),
     train_set: list[str] = typer.Option(None, "--train-set", help="Trainer setting as key=value (repeatable), "
                                         "e.g. --train-set max_steps=8."),
+    unreviewed: str = typer.Option("include", "--unreviewed", help="include | exclude: train on pool rows no "
+                                   "reviewer has decided on yet, or not."),
     force: bool = typer.Option(False, help="Overwrite the config of an existing workspace."),
 ) -> None:
     """Create a workspace: seedloop.yaml, the seed file, and a fixed evaluation split never trained on."""
     from seedloop.loop.init import init_workspace
 
-    ws = init_workspace(folder, seeds, teacher=teacher, n=n, project=project, auto=auto_review,
-                        train_config=train_config, overrides=_parse_overrides(train_set), student=student, k=k,
-                        force=force)
+    ws = init_workspace(folder, seeds, pool=pool, evals=eval_file, force=force, teacher=teacher, n=n,
+                        project=project, auto=auto_review, task=task, student=student, train_config=train_config,
+                        overrides=_parse_overrides(train_set), unreviewed=unreviewed, k=k)
     import polars as pl
 
     n_eval = pl.read_parquet(ws.eval_path).height
     n_train = pl.read_parquet(ws.root / "seeds_train.parquet").height
-    console.print(f"[bold]workspace[/] {ws.root}: {n_train} training seeds, {n_eval} held out in "
-                  f"{ws.eval_path.name}; edit {ws.config_path.name}, then run `seedloop cycle {ws.root}`",
-                  highlight=False)
+    held = f"{n_eval} evaluation rows from {eval_file.name}" if eval_file else f"{n_eval} held out"
+    console.print(f"[bold]workspace[/] {ws.root}: {n_train} training seeds, {held} in {ws.eval_path.name}"
+                  + (f", pool from {pool.name}" if pool else "")
+                  + f"; edit {ws.config_path.name}, then run `seedloop cycle {ws.root}`", highlight=False)
 
 
 @handle_errors
@@ -91,12 +103,13 @@ def status(
     as_json: bool = typer.Option(False, "--json", help="Print the rows as JSON instead of a table."),
 ) -> None:
     """Rounds, labels gained, metric per round (table and PNG), the promoted adapter, spend."""
-    from seedloop.loop.status import current_adapter, plot as draw, pool_info, round_rows, spend
+    from seedloop.loop.status import current_adapter, metric_name, plot as draw, pool_info, round_rows, spend
     from seedloop.workspace import load_config, open_workspace
 
     ws = open_workspace(folder)
-    metric = load_config(ws)["promote"]["metric"]
     rows = round_rows(ws)
+    metric = metric_name(rows, load_config(ws))
+    second = "macro_f1" if any(r["task"] == "classification" for r in rows) else "rouge_l"
     requests, usd = spend(ws)
     adapter = current_adapter(ws)
     png = draw(rows, metric, plot or ws.root / "status.png")
@@ -107,15 +120,16 @@ def status(
     # one space between columns and headers that wrap rather than truncate: it reads in 80 columns
     table = Table(title=f"seedloop status: {ws.root}", box=box.SIMPLE_HEAD, padding=0,
                   pad_edge=False)
-    for col in ("round", "status", "labels", "+new", "rows", metric, "rouge_l", "promoted", "picked", "pushed", "s"):
+    for col in ("round", "status", "labels", "+new", "rows", metric, second, "promoted", "picked", "pushed", "s"):
         table.add_column(col, justify="right", overflow="fold")
     for r in rows:
-        table.add_row(*[_cell(r[k]) for k in ("round", "status", "labels", "gained", "train_rows", "metric", "rouge_l",
+        table.add_row(*[_cell(r[k]) for k in ("round", "status", "labels", "gained", "train_rows", "metric", second,
                                               "promoted", "selected", "pushed")],
                       _cell(round(r["seconds"]) if r["seconds"] is not None else None))
     out.print(table)
     info = pool_info(ws)
-    out.print(f"pool: {info['generated']} generated, {info['pool']} kept after curation" if info["pool"] is not None
+    made = f"{info['given']} given" if info["given"] is not None else f"{info['generated']} generated"
+    out.print(f"pool: {made}, {info['pool']} kept after curation" if info["pool"] is not None
               else "pool: not built yet (the first `seedloop cycle` builds it)", highlight=False)
     out.print(f"promoted adapter: {adapter or 'none yet'}", highlight=False)
     out.print(f"teacher spend (ledger): {requests} requests, ${usd:.4f}", highlight=False)

@@ -74,8 +74,37 @@ def finished_rounds(ws: Workspace) -> list[int]:
 
 
 def build_pool(r: Round) -> None:
-    """Round 0: the teacher expands the training seeds; curation (decontaminated) makes the pool."""
+    """Round 0: the teacher expands the training seeds, or the given pool is read; curation
+    (deduplicated, decontaminated against the evaluation split) makes the pool."""
     ws, config = r.ws, r.config
+    source = pool_source(r)
+
+    def cur() -> dict:
+        result = steps.curate(ws, config, read_table(r.path(source)), read_table(ws.eval_path), where=source)
+        pool = result.kept.with_columns(pl.lit(0, dtype=pl.Int32).alias("round"))
+        write_table(result.drops, r.path("curate_drops.parquet"))
+        write_table(pool, r.path("pool.parquet"))
+        return {"kept": pool.height, "dropped": dict(result.counts)}
+
+    r.step("curate", value_hash([file_hash(r.path(source)), file_hash(ws.eval_path), config["curate"]]),
+           ["pool.parquet"], cur)
+    r.manifest.data.update(status="done", config=config)
+    r.manifest.save()
+
+
+def pool_source(r: Round) -> str:
+    """Write the rows curation starts from (generated.parquet, or given.parquet for `init --pool`);
+    returns the file name."""
+    ws, config = r.ws, r.config
+    given = ws.given_pool(config)
+    if given is not None:
+        def load() -> dict:
+            rows = steps.load_pool(given)
+            write_table(rows, r.path("given.parquet"))
+            return {"records": rows.height, "file": given.name}
+
+        r.step("load_pool", value_hash([file_hash(given)]), ["given.parquet"], load)
+        return "given.parquet"
     seeds_train = ws.root / "seeds_train.parquet"
 
     def gen() -> dict:
@@ -87,18 +116,7 @@ def build_pool(r: Round) -> None:
 
     r.step("generate", value_hash([file_hash(seeds_train), config["teacher"], config["generate"]]),
            ["generated.parquet"], gen)
-
-    def cur() -> dict:
-        result = steps.curate(ws, config, read_table(r.path("generated.parquet")), read_table(ws.eval_path))
-        pool = result.kept.with_columns(pl.lit(0, dtype=pl.Int32).alias("round"))
-        write_table(result.drops, r.path("curate_drops.parquet"))
-        write_table(pool, r.path("pool.parquet"))
-        return {"kept": pool.height, "dropped": dict(result.counts)}
-
-    r.step("curate", value_hash([file_hash(r.path("generated.parquet")), file_hash(ws.eval_path), config["curate"]]),
-           ["pool.parquet"], cur)
-    r.manifest.data.update(status="done", config=config)
-    r.manifest.save()
+    return "generated.parquet"
 
 
 def run_round(r: Round, project: str | None, conn) -> dict:
@@ -119,7 +137,7 @@ def run_round(r: Round, project: str | None, conn) -> dict:
         df, counts = steps.training_set(read_table(r.path("labels.parquet")), read_table(seeds_train),
                                         read_table(pool_path), read_table(ws.eval_path), config["train"]["unreviewed"])
         write_table(df, r.path("train.parquet"))
-        return {"rows": df.height, "counts": counts, "policy": f"unreviewed synthetic rows: "
+        return {"rows": df.height, "counts": counts, "policy": f"unreviewed pool rows: "
                 f"{config['train']['unreviewed']}"}
 
     r.step("training_set", value_hash([file_hash(r.path("labels.parquet")), file_hash(seeds_train),
@@ -153,27 +171,27 @@ def summary(r: Round) -> dict:
 
 
 def train_step(r: Round) -> None:
-    import train
-
-    settings = steps.train_settings(r.config)
+    """Train this round's student (a classifier or a generator, steps.plan_training), warm-started from
+    the promoted model of the same kind; a re-run on the same inputs resumes or skips."""
     prev = promoted_adapter(r.ws, before=r.number)
-    inputs = value_hash([file_hash(r.path("train.parquet")), file_hash(prev / "adapter_model.safetensors")
-                         if prev else None, settings, r.config["train"]["base"]])
+    plan, warm, notes = steps.plan_training(r.config, r.path("train.parquet"), prev, str(r.ws.config_path))
+    inputs = value_hash([file_hash(r.path("train.parquet")), file_hash(warm / "adapter_model.safetensors")
+                         if warm else None, plan.settings, plan.base])
     if r.manifest.done("train", inputs):
         r.say(f"round {r.number} · train: done before, inputs unchanged (skipped)")
         return
     out = r.path("adapter")
     if not r.manifest.started("train", inputs) and out.exists():
         shutil.rmtree(out)   # a run on other inputs: its checkpoints must not be resumed
-    r.say(f"round {r.number} · train ({r.config['train']['config']}"
-          + (f", warm start from {prev}" if prev else "") + ") ...")
+    r.say(f"round {r.number} · train {plan.task} on {plan.base} ({notes['why']})"
+          + (f", warm start from {warm}" if warm else "") + " ...")
     start = time.perf_counter()
-    metrics = train.train(r.path("train.parquet"), r.config["train"]["base"], out, init_adapter=prev, resume=True,
-                          **settings)
-    info = {"init_adapter": str(prev) if prev else None, "steps": metrics.get("steps"),
+    metrics = plan.run(out, init_adapter=warm, resume=True)
+    info = {**notes, "init_adapter": str(warm) if warm else None, "steps": metrics.get("steps"),
             "final_eval_loss": metrics.get("final_eval_loss") or metrics.get("eval_loss"),
-            "records": (metrics.get("data") or {}).get("counts")}
-    r.manifest.finish("train", inputs, ["adapter/metrics.json", "adapter/adapter_model.safetensors"], time.perf_counter() - start, **info)
+            "train_loss": metrics.get("train_loss"), "records": (metrics.get("data") or {}).get("counts")}
+    r.manifest.finish("train", inputs, ["adapter/metrics.json", "adapter/adapter_model.safetensors"],
+                      time.perf_counter() - start, **info)
     r.say(f"round {r.number} · train: {_brief(info)} ({time.perf_counter() - start:.1f} s)")
 
 
@@ -185,19 +203,22 @@ def evaluate_and_promote(r: Round) -> None:
                                  max_new_tokens=r.config["eval"]["max_new_tokens"])
         keep = {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
         _write_json(r.path("eval.json"), keep)
-        return {"loss": keep.get("loss"), "rouge_l": keep.get("rouge_l"), "metrics": keep}
+        return {"loss": keep.get("loss"), "accuracy": keep.get("accuracy"), "rouge_l": keep.get("rouge_l"),
+                "metrics": keep}
 
     r.step("evaluate", value_hash([file_hash(r.path("adapter/adapter_model.safetensors")),
                                    file_hash(r.ws.eval_path), r.config["eval"]]), ["eval.json"], ev)
     prev = promoted_adapter(r.ws, before=r.number)
     prev_metrics = json.loads((prev.parent / "eval.json").read_text()) if prev else None
     new_metrics = json.loads(r.path("eval.json").read_text())
+    task = r.manifest.get("train", "task") or "generation"   # rounds from before classifiers: generators
 
     def pro() -> dict:
-        ok, rule = steps.promote(r.config, new_metrics, prev_metrics)
-        return {"promoted": ok, "rule": rule, "previous": str(prev) if prev else None}
+        ok, rule = steps.promote(r.config, new_metrics, prev_metrics, task)
+        return {"promoted": ok, "rule": rule, "metric": steps.promote_metric(r.config, task),
+                "previous": str(prev) if prev else None}
 
-    r.step("promote", value_hash([new_metrics, prev_metrics, r.config["promote"]]), [], pro)
+    r.step("promote", value_hash([new_metrics, prev_metrics, r.config["promote"], task]), [], pro)
     r.say(f"round {r.number} · promote rule: {r.manifest.get('promote', 'rule')}")
 
 
@@ -240,16 +261,18 @@ def select_and_push(r: Round, project: str | None, conn) -> None:
 
 def auto_review(r: Round, picks: pl.DataFrame, pool: pl.DataFrame, project: str | None, conn) -> None:
     rouge = r.config["review"]["accept_rouge"]
+    # the selecting model's kind says what its answers are: a classifier's are labels, right or wrong
+    labels = steps.model_task(promoted_adapter(r.ws, before=r.number + 1)) == "classification"
 
     def run() -> dict:
         if conn is not None:
-            return reviewer.annotate_in_label_studio(conn, project, picks, pool, rouge)
-        reviewed = reviewer.review_table(picks, pool, rouge)
+            return reviewer.annotate_in_label_studio(conn, project, picks, pool, rouge, labels=labels)
+        reviewed = reviewer.review_table(picks, pool, rouge, labels=labels)
         write_table(reviewed, r.path("reviewed.parquet"))
         return dict(reviewed["status"].value_counts().iter_rows()) if reviewed.height else {}
 
     outputs = [] if conn is not None else ["reviewed.parquet"]
-    r.step("auto_review", value_hash([file_hash(r.path("selection.parquet")), rouge, project]), outputs, run)
+    r.step("auto_review", value_hash([file_hash(r.path("selection.parquet")), rouge, project, labels]), outputs, run)
 
 
 def promoted_adapter(ws: Workspace, before: int) -> Path | None:

@@ -6,32 +6,42 @@ from pathlib import Path
 
 from seedloop.loop.cycle import promoted_adapter
 from seedloop.loop.manifest import Manifest
-from seedloop.loop.steps import METRIC_KEYS
+from seedloop.loop.steps import METRIC_KEYS, promote_metric
 from seedloop.workspace import Workspace, load_config
 
 
 def round_rows(ws: Workspace) -> list[dict]:
-    """What status shows, per round >= 1, straight from the manifests."""
+    """What status shows, per round >= 1, straight from the manifests. `metric` is the promotion
+    metric of that round (promote.metric, auto resolved by the round's task)."""
     config = load_config(ws)
-    key = METRIC_KEYS[config["promote"]["metric"]]
     rows = []
     for n in ws.round_numbers():
         if n == 0:
             continue
         m = Manifest(ws.round_dir(n), n)
         metrics = m.get("evaluate", "metrics") or {}
-        rows.append({"round": n, "status": m.data["status"], "labels": m.get("pull", "labels"),
+        task = m.get("train", "task") or ("generation" if "train" in m.steps else None)   # older rounds: generators
+        name = m.get("promote", "metric") or promote_metric(config, task or "generation")
+        rows.append({"round": n, "status": m.data["status"], "task": task, "labels": m.get("pull", "labels"),
                      "gained": m.get("pull", "gained"), "train_rows": m.get("training_set", "rows"),
-                     "metric": metrics.get(key), "rouge_l": metrics.get("rouge_l"),
+                     "metric_name": name, "metric": metrics.get(METRIC_KEYS[name]), "accuracy": metrics.get("accuracy"),
+                     "macro_f1": metrics.get("macro_f1"), "rouge_l": metrics.get("rouge_l"),
                      "promoted": m.get("promote", "promoted"), "selected": m.get("select", "selected"),
                      "pushed": m.get("push", "imported"),
                      "seconds": round(sum(s.get("seconds", 0) for s in m.steps.values()), 1)})
     return rows
 
 
+def metric_name(rows: list[dict], config: dict) -> str:
+    """The promotion metric of the latest round that has one; before any, the configured name."""
+    named = [r["metric_name"] for r in rows if r["metric"] is not None]
+    return named[-1] if named else config["promote"]["metric"]
+
+
 def pool_info(ws: Workspace) -> dict:
     m = Manifest(ws.round_dir(0), 0)
-    return {"generated": m.get("generate", "records"), "pool": m.get("curate", "kept"), "status": m.data["status"]}
+    return {"generated": m.get("generate", "records"), "given": m.get("load_pool", "records"),
+            "pool": m.get("curate", "kept"), "status": m.data["status"]}
 
 
 def spend(ws: Workspace) -> tuple[int, float]:

@@ -1,13 +1,15 @@
 """The steps of a round. Each reads tables of the workspace and returns the table it produces.
 
-Round 0 builds the pool: `generate` (teacher expands the training seeds) and `curate` (dedup and
-decontamination against eval.parquet). Later rounds: `pull` -> `training_set` -> `train` ->
-`evaluate` -> `promote` -> `select` -> `push` (and the automatic reviewer when configured).
+Round 0 builds the pool: `generate` (teacher expands the training seeds) or `load_pool` (a pool given
+to `init --pool`), then `curate` (dedup and decontamination against eval.parquet). Later rounds:
+`pull` -> `training_set` -> `train` (a classifier or a generator: `plan_training`) -> `evaluate` ->
+`promote` -> `select` -> `push` (and the automatic reviewer when configured).
 Orchestration, skipping and the manifest live in cycle.py; these functions only compute.
 """
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -16,9 +18,10 @@ import polars as pl
 from seedloop.errors import ConfigError
 from seedloop.record import conform, empty_frame
 from seedloop.tables import read_table
-from seedloop.workspace import Workspace
+from seedloop.workspace import AUTO_CONFIG, RECIPES, Workspace, config_tasks
 
 LOWER_IS_BETTER = {"eval_loss": True, "accuracy": False, "rouge_l": False}
+# promote.metric -> its key in eval.json; a classifier's cross-entropy is its `loss` too
 METRIC_KEYS = {"eval_loss": "loss", "accuracy": "accuracy", "rouge_l": "rouge_l"}
 
 
@@ -40,8 +43,22 @@ def generate(ws: Workspace, config: dict, seeds: pl.DataFrame):
                         seed=g["seed"], **options)
 
 
-def curate(ws: Workspace, config: dict, generated: pl.DataFrame, evals: pl.DataFrame):
-    """Dedup and quality rules, and decontamination against the fixed evaluation split."""
+def load_pool(path: Path) -> pl.DataFrame:
+    """A given pool (any seed-file format) as pool records: source 'pool', pending review. Their outputs,
+    where present, are what the automatic reviewer checks against; they are trained on only with
+    `train.unreviewed: include`."""
+    from synth.seeds import load_seeds
+
+    return load_seeds(path).with_columns(pl.lit("pool").alias("source"), pl.lit("pending").alias("status"))
+
+
+def curate(ws: Workspace, config: dict, rows: pl.DataFrame, evals: pl.DataFrame, where: str):
+    """Dedup and quality rules, and decontamination against the fixed evaluation split.
+
+    Rows that all share one instruction (a classification task: "Which intent is this message?") differ
+    only in their input, so they are compared by it: the long common prefix would make every pair look
+    like a duplicate, and every row look like a copy of an evaluation row. The output rule "copies the
+    instruction" then looks at the input instead."""
     from curate.embed import Embedder
     from curate.pipeline import Against
     from curate.pipeline import curate as run_curate
@@ -50,14 +67,37 @@ def curate(ws: Workspace, config: dict, generated: pl.DataFrame, evals: pl.DataF
     if config["curate"]["judge"]:
         raise ConfigError(f"{ws.config_path}: 'curate.judge' is not supported by `seedloop cycle` yet; "
                           "set it to null (or curate with `seedloop curate --judge` outside the loop)")
+    shared = _shared_instruction(rows, evals)
+    if shared is not None:
+        rows, evals = _input_as_instruction(rows), _input_as_instruction(evals)
     against = Against([row_text(r["instruction"], r["input"], r["output"], "prompt") for r in evals.to_dicts()],
                       evals["id"].to_list(), [f"eval.parquet row {i + 1}" for i in range(evals.height)])
     embedder = Embedder(None, cache=ws.embeddings)
     try:
-        return run_curate(generated, embedder, threshold=config["curate"]["threshold"], against=against,
-                          where="generated.parquet")
+        result = run_curate(rows, embedder, threshold=config["curate"]["threshold"], against=against, where=where)
     finally:
         embedder.close()
+    if shared is not None:
+        result.kept = _restore_instruction(result.kept, shared)
+        result.drops = _restore_instruction(result.drops, shared)
+    return result
+
+
+def _shared_instruction(*frames: pl.DataFrame) -> str | None:
+    """The one instruction of every row, when every row also has an input; else None."""
+    both = pl.concat([f.select("instruction", "input") for f in frames])
+    instructions = both["instruction"].unique()
+    if both.height == 0 or instructions.len() != 1 or both["input"].fill_null("").str.strip_chars().eq("").any():
+        return None
+    return instructions[0]
+
+
+def _input_as_instruction(df: pl.DataFrame) -> pl.DataFrame:
+    return df.with_columns(pl.col("input").alias("instruction"), pl.lit("").alias("input"))
+
+
+def _restore_instruction(df: pl.DataFrame, shared: str) -> pl.DataFrame:
+    return df.with_columns(pl.col("instruction").alias("input"), pl.lit(shared).alias("instruction"))
 
 
 def label_studio(config: dict):
@@ -112,25 +152,79 @@ def training_set(labels: pl.DataFrame, seeds: pl.DataFrame, pool: pl.DataFrame, 
     return df, counts
 
 
-def train_settings(config: dict) -> dict:
-    """The trainer's settings: the named config, then `train.overrides`; no tracking unless asked."""
-    from train.config import resolve
+def choose_task(train: dict, table: pl.DataFrame, previous: Path | None) -> tuple[str, str]:
+    """The task of this round's student, and why: `train.task`; else a `train.config` only one task's
+    recipe accepts (an old workspace's `lora`); else the kind of the promoted model, since a warm start
+    needs the same kind; else what the training set's outputs look like (train.task.pick_task)."""
+    from train.task import pick_task
 
-    overrides = dict(config["train"]["overrides"])
-    overrides.setdefault("report_to", "none")
-    # a small student needs no activation checkpointing, and the plain-LoRA path with it fails on
-    # transformers 5.23 (activation_checkpointing_enable takes no kwargs; train/recipe.py _setup_model)
-    overrides.setdefault("gradient_checkpointing", False)
-    return resolve(config["train"]["config"], [], **overrides)
+    if train["task"] != "auto":
+        return train["task"], "train.task"
+    fits, _ = config_tasks(train)
+    if len(fits) == 1:
+        return fits[0], f"train.config {train['config']} is a {fits[0]} config"
+    if previous is not None:
+        kind = model_task(previous)
+        return kind, f"the promoted model {previous} is a {'classifier' if kind == 'classification' else 'generator'}"
+    task = pick_task(table)
+    return task, f"the training set's outputs are {'labels' if task == 'classification' else 'free text'}"
 
 
-def promote(config: dict, new: dict, previous: dict | None) -> tuple[bool, str]:
+def model_task(folder: Path) -> str:
+    from train import is_classifier
+
+    return "classification" if is_classifier(folder) else "generation"
+
+
+def plan_training(config: dict, table: Path, previous: Path | None, where: str):
+    """(train.task.TrainingPlan for this round, the warm start it can use, notes for the manifest).
+
+    Overrides that only the other task's recipe knows (allowed with task auto) are left out and
+    noted; the warm start is the promoted model when it is of the chosen kind."""
+    from train.config import defaults
+    from train.task import plan_training as plan
+
+    t = config["train"]
+    df = read_table(table)
+    task, why = choose_task(t, df, previous)
+    known = defaults(RECIPES[task])
+    overrides = {k: v for k, v in t["overrides"].items() if k in known}
+    extra = {}
+    if task == "generation":
+        # no tracking unless asked; and a small student needs no activation checkpointing, while the
+        # plain-LoRA path with it fails on transformers 5.23 (activation_checkpointing_enable takes no
+        # kwargs; train/recipe.py _setup_model)
+        extra = {k: v for k, v in (("report_to", "none"), ("gradient_checkpointing", False)) if k not in overrides}
+    try:
+        # plan_training takes overrides as the CLI's key=value text; JSON is YAML, so each value
+        # comes back with its type
+        p = plan(df, task=task, base=None if t["base"] == "auto" else t["base"],
+                 config=AUTO_CONFIG[task] if t["config"] == "auto" else t["config"],
+                 overrides=[f"{k}={json.dumps(v)}" for k, v in overrides.items()], **extra)
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: 'train.config' / 'train.overrides' for the {task} task ({why}): {exc}") from None
+    warm = previous if previous is not None and model_task(previous) == task else None
+    notes = {"task": task, "why": why, "base": p.base,
+             "ignored_overrides": sorted(set(t["overrides"]) - set(overrides)),
+             "no_warm_start": None if warm or previous is None else f"{previous} is not a {task} model"}
+    return p, warm, notes
+
+
+def promote_metric(config: dict, task: str) -> str:
+    """`promote.metric`, with auto resolved: accuracy for a classifier, eval_loss for a generator."""
+    name = config["promote"]["metric"]
+    if name != "auto":
+        return name
+    return "accuracy" if task == "classification" else "eval_loss"
+
+
+def promote(config: dict, new: dict, previous: dict | None, task: str = "generation") -> tuple[bool, str]:
     """Whether the new adapter replaces the promoted one, and the rule as a sentence."""
-    name, tol = config["promote"]["metric"], config["promote"]["tolerance"]
+    name, tol = promote_metric(config, task), config["promote"]["tolerance"]
     key = METRIC_KEYS[name]
     value = new.get(key)
     if value is None:
-        raise ConfigError(f"promote.metric '{name}' is not among the evaluation metrics "
+        raise ConfigError(f"promote.metric '{name}' is not among the evaluation metrics of this {task} model "
                           f"({', '.join(k for k, v in new.items() if isinstance(v, float))})")
     if previous is None or previous.get(key) is None:
         return True, f"first adapter: promoted ({name} {value:.4f})"

@@ -128,3 +128,49 @@ def test_a_folder_given_as_seed_file_is_called_a_folder(tmp_path):
     (tmp_path / "seeds.jsonl").mkdir()
     res = run_cli("init", tmp_path / "ws", "--seeds", tmp_path / "seeds.jsonl")
     assert res.returncode == 2 and "is a directory" in res.stderr and "not found" not in res.stderr
+
+
+def test_bad_task_metric_and_recipe_keys_are_named(tmp_path):
+    ws = make_workspace(tmp_path)
+    edit(ws, "  task: auto", "  task: classify")
+    edit(ws, "  metric: auto", "  metric: f1")
+    res = run_cli("status", ws)
+    msg = " ".join(res.stderr.split())
+    assert res.returncode == 2 and "2 problems" in msg
+    assert "'train.task' should be one of auto, classification, generation, found 'classify'" in msg
+    assert "'promote.metric' should be one of auto, eval_loss, accuracy, rouge_l, found 'f1'" in msg
+    edit(ws, "  task: classify", "  task: auto")
+    edit(ws, "  metric: f1", "  metric: accuracy")
+    # task auto: a key of either recipe is good, its type is checked by that recipe, a key of neither fails
+    edit(ws, "  overrides: {}", "  overrides: {probe_c: lots, max_steps: 4, epochz: 2}")
+    msg = " ".join(run_cli("cycle", ws).stderr.split())
+    assert "'train.overrides.probe_c': 'probe_c' should be float, found 'lots'" in msg
+    assert "unknown key 'train.overrides.epochz' (did you mean 'train.overrides.epochs'?)" in msg
+    assert "max_steps" not in msg and not (ws / "rounds").exists()
+
+
+def test_a_key_of_the_other_task_and_a_config_of_the_other_task_are_named(tmp_path):
+    ws = make_workspace(tmp_path)
+    edit(ws, "  task: auto", "  task: classification")
+    edit(ws, "  overrides: {}", "  overrides: {max_steps: 4}")
+    res = run_cli("status", ws)
+    assert res.returncode == 2
+    assert ("unknown key 'train.overrides.max_steps' (a generation setting; train.task and train.config select "
+            "classification)") in " ".join(res.stderr.split())
+    edit(ws, "  overrides: {max_steps: 4}", "  overrides: {}")
+    edit(ws, "  config: auto", "  config: lora")
+    res = run_cli("status", ws)
+    assert res.returncode == 2
+    assert "'train.config': not a classification config: lora: unknown key" in " ".join(res.stderr.split())
+
+
+def test_init_names_a_missing_pool_and_an_evaluation_file_without_answers(tmp_path):
+    res = run_cli("init", tmp_path / "ws", "--seeds", EXAMPLE_SEEDS, "--pool", tmp_path / "nope.jsonl")
+    assert res.returncode == 2 and "nope.jsonl" in res.stderr and "pool file not found" in res.stderr
+    evals = tmp_path / "eval.jsonl"
+    evals.write_text('{"instruction": "Which intent is this?", "input": "my card is lost", "output": "lost_card"}\n'
+                     '{"instruction": "Which intent is this?", "input": "where is my card"}\n')
+    res = run_cli("init", tmp_path / "ws", "--seeds", EXAMPLE_SEEDS, "--eval", evals)
+    msg = " ".join(res.stderr.split())
+    assert res.returncode == 2 and f"{evals} field 'output': 1 of 2 rows have no output" in msg
+    assert not (tmp_path / "ws").exists()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import polars as pl
 
+from seedloop.errors import ConfigError
 from seedloop.loop import reviewer, steps
 from seedloop.loop.manifest import Manifest, file_hash
 from seedloop.record import new_record, to_frame
@@ -40,6 +41,73 @@ def test_promotion_rule_is_configurable_and_stated():
     assert not steps.promote(config, {"rouge_l": 0.3}, {"rouge_l": 0.4})[0]
 
 
+def test_promotion_metric_auto_is_accuracy_for_classifiers_and_eval_loss_for_generators():
+    config = merge(DEFAULTS, {}, "test")
+    assert config["promote"]["metric"] == "auto"
+    assert steps.promote_metric(config, "classification") == "accuracy"
+    assert steps.promote_metric(config, "generation") == "eval_loss"
+    clf_old, clf_new = {"accuracy": 0.8, "loss": 0.6}, {"accuracy": 0.75, "loss": 0.5}
+    ok, rule = steps.promote(config, clf_new, clf_old, "classification")
+    assert not ok and "accuracy 0.7500 >= 0.8000" in rule            # higher is better
+    ok, rule = steps.promote(config, clf_new, clf_old, "generation")
+    assert ok and "eval_loss 0.5000 <= 0.6000" in rule              # a generator: its loss
+    # eval_loss, set by hand, means a classifier's cross-entropy (`loss` in its eval.json)
+    by_loss = merge(DEFAULTS, {"promote": {"metric": "eval_loss"}}, "test")
+    assert steps.promote(by_loss, clf_new, clf_old, "classification")[0]
+    rouge = merge(DEFAULTS, {"promote": {"metric": "rouge_l"}}, "test")
+    try:
+        steps.promote(rouge, clf_new, None, "classification")
+    except ConfigError as exc:
+        assert "promote.metric 'rouge_l'" in str(exc) and "accuracy" in str(exc)
+    else:
+        raise AssertionError("rouge_l of a classifier should be refused")
+
+
+def test_an_old_workspace_config_still_loads_and_keeps_its_generator():
+    old = {"train": {"base": "local", "config": "lora", "overrides": {"max_steps": 6}, "unreviewed": "include"},
+           "promote": {"metric": "eval_loss", "tolerance": 0.0}}
+    config = merge(DEFAULTS, old, "old.yaml")
+    assert config["train"]["task"] == "auto" and config["pool"] is None and config["eval"]["file"] is None
+    labels = to_frame([rec(w, "label_a" if i % 2 else "label_b") for i, w in enumerate("abcdefgh")])
+    # lora is a generator's config: with task auto it settles the task, labels or not
+    assert steps.choose_task(config["train"], labels, None)[0] == "generation"
+
+
+def test_task_auto_follows_the_outputs_then_the_promoted_model(tmp_path):
+    train = merge(DEFAULTS, {}, "test")["train"]
+    labels = to_frame([rec(w, "label_a" if i % 2 else "label_b") for i, w in enumerate("abcdefgh")])
+    prose = to_frame([rec(w, f"a long answer about {w} with many words") for w in "abcdefgh"])
+    assert steps.choose_task(train, labels, None) == ("classification", "the training set's outputs are labels")
+    assert steps.choose_task(train, prose, None)[0] == "generation"
+    generator = tmp_path / "adapter"
+    generator.mkdir()
+    task, why = steps.choose_task(train, labels, generator)     # a warm start needs the same kind
+    assert task == "generation" and "is a generator" in why
+    explicit = {**train, "task": "classification"}
+    assert steps.choose_task(explicit, prose, generator) == ("classification", "train.task")
+
+
+def test_plan_leaves_out_the_other_recipes_overrides_and_warm_starts_only_the_same_kind(tmp_path):
+    from seedloop.tables import write_table
+
+    labels = to_frame([rec(w, "label_a" if i % 2 else "label_b") for i, w in enumerate("abcdefgh")])
+    write_table(labels, tmp_path / "train.parquet")
+    config = merge(DEFAULTS, {"train": {"overrides": {"epochs": 1, "max_steps": 3}}}, "test")
+    generator = tmp_path / "adapter"
+    generator.mkdir()
+    plan, warm, notes = steps.plan_training(config, tmp_path / "train.parquet", None, "test")
+    assert plan.task == "classification" and plan.base == "minilm" and plan.settings["epochs"] == 1
+    assert "max_steps" not in plan.settings and notes["ignored_overrides"] == ["max_steps"] and warm is None
+    config["train"]["task"] = "generation"
+    plan, warm, notes = steps.plan_training(config, tmp_path / "train.parquet", generator, "test")
+    assert plan.task == "generation" and plan.base == "local" and warm == generator
+    assert plan.settings["max_steps"] == 3 and plan.settings["report_to"] == "none"
+    assert plan.settings["lr"] == 1.0e-4                               # train.config auto: lora for a generator
+    config["train"]["task"] = "classification"
+    _, warm, notes = steps.plan_training(config, tmp_path / "train.parquet", generator, "test")
+    assert warm is None and "not a classification model" in notes["no_warm_start"]
+
+
 def test_automatic_reviewer_accepts_close_edits_far_rejects_bad():
     assert reviewer.verdict("Open the app and tap freeze card", "Open the app and tap freeze card now",
                             "Explain how to freeze a card.", 0.5) == ("accepted", "Open the app and tap freeze card")
@@ -50,9 +118,29 @@ def test_automatic_reviewer_accepts_close_edits_far_rejects_bad():
     picks = to_frame([rec("fee", "totally unrelated words")])
     pool = to_frame([rec("fee", "the fee is two euros per transfer")])
     out = reviewer.review_table(picks, pool, 0.5).row(0, named=True)
-    assert out["status"] == "edited" and out["source"] == "human"
+    assert out["status"] == "edited" and out["source"] == "generated"   # lineage kept: no row claims a human
     assert out["output"] == "the fee is two euros per transfer"
     assert out["review"]["original_output"] == "totally unrelated words"
+    assert out["review"]["annotator"] == reviewer.ANNOTATOR
+
+
+def test_automatic_reviewer_takes_a_classifier_label_only_when_exact():
+    ask = "Which banking intent does this customer message express?"
+    assert reviewer.verdict("card_arrival", "card_arrival", ask, 0.5, labels=True) == ("accepted", "card_arrival")
+    # one character off is another label; ROUGE would have called these close
+    assert reviewer.verdict("card_arrivals", "card_arrival", ask, 0.5, labels=True) == ("edited", "card_arrival")
+    assert reviewer.verdict("Card_arrival", "card_arrival", ask, 0.5, labels=True) == ("edited", "card_arrival")
+    assert reviewer.verdict("card_arrival", None, ask, 0.5, labels=True) == ("rejected", None)
+    # the generation rules would reject a two-word message as an instruction; a label task does not care
+    assert reviewer.verdict("pin_blocked", "pin_blocked", "PIN locked?", 0.5, labels=True)[0] == "accepted"
+    assert reviewer.verdict("pin_blocked", "pin_blocked", "PIN locked?", 0.5)[0] == "rejected"
+    pool = to_frame([new_record(ask, m, label, source="pool") for m, label in
+                     (("my card never came", "card_arrival"), ("what rate do you use", "exchange_rate"))])
+    picks = pool.with_columns(pl.Series("output", ["card_arrival", "card_arrival"]))
+    out = reviewer.review_table(picks, pool, 0.5, labels=True)
+    assert out["status"].to_list() == ["accepted", "edited"] and out["output"].to_list() == ["card_arrival",
+                                                                                             "exchange_rate"]
+    assert set(out["source"]) == {"pool"}
 
 
 def test_manifest_skips_only_finished_steps_with_same_inputs_and_outputs(tmp_path):
