@@ -12,8 +12,15 @@ from train.config import defaults, parse_overrides, resolve, shipped_configs
 
 @pytest.mark.parametrize("name", shipped_configs())
 def test_every_shipped_config_resolves(name):
-    resolved = resolve(name)
-    assert set(resolved) == set(defaults())
+    recipe = "classifier" if name == "classifier" else "qlora"
+    resolved = resolve(name, recipe=recipe)
+    assert set(resolved) == set(defaults(recipe))
+
+
+def test_classifier_defaults_are_what_train_classifier_uses_and_are_checked():
+    assert resolve(None, ["epochs=3"], recipe="classifier")["epochs"] == 3
+    with pytest.raises(ConfigError, match="max_steps"):
+        resolve(None, ["max_steps=3"], recipe="classifier")
 
 
 def test_shipped_configs_are_the_expected_ones():
