@@ -9,7 +9,8 @@ The public surface other stages use (names load lazily: `import train` does not 
     evaluate(model_dir, data, labels=None, ...) -> metrics
         Loss, greedy answers, and accuracy (labels from a known set) or exact match and ROUGE-L.
     load_for_inference(model_dir) -> (model, tokenizer)
-        Base + adapter in eval mode (base loaded as trained: 4-bit or not), or a plain model folder.
+        Base + adapter in eval mode (base loaded as trained: 4-bit or not; on a CPU the 4-bit weights
+        are dequantized once and the adapter merged into them), or a plain model folder.
     answer(model, tokenizer, records, max_new_tokens=64) -> [Answer(text, token_ids, token_logprobs)]
         Greedy answers with the log-probability of every generated token.
     response_logprobs(model, tokenizer, records) -> [(summed log-prob of record's output, tokens)]

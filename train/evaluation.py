@@ -16,16 +16,16 @@ import polars as pl
 from seedloop.errors import InputError
 from seedloop.tables import read_table, write_table
 from seedloop.text import normalize, rouge_l
-from train.data import encode_records, training_records
-from train.inference import answer, load_for_inference, score_options
+from train.data import training_records
+from train.eval_pass import evaluation_pass
+from train.inference import load_for_inference, option_token_ids
 from train.classifier_eval import evaluate_classifier
 from train.classifier_model import is_classifier
-from train.recipe import eval_loss
 from train.task import detect_labels
 
 
 def evaluate(model_dir: str | Path, data: str | Path | pl.DataFrame, *, labels: list[str] | None = None,
-             max_new_tokens: int | None = None, batch_size: int = 8, max_length: int = 1024,
+             max_new_tokens: int | None = None, batch_size: int = 16, max_length: int = 1024,
              score_labels: bool = True, include_rejected: bool = False, predictions: str | Path | None = None,
              progress=None) -> dict:
     """Metrics of the model in `model_dir` (see load_for_inference) on the records in `data`."""
@@ -39,26 +39,23 @@ def evaluate(model_dir: str | Path, data: str | Path | pl.DataFrame, *, labels: 
         raise InputError(f"no records with an output to evaluate against ({df.height} rows)",
                          file=None if isinstance(data, pl.DataFrame) else str(data))
     model, tokenizer = load_for_inference(model_dir)
-    examples, counts = encode_records(records, tokenizer, max_length=max_length, overlong="drop")
-    pad_id = tokenizer.pad_token_id or 0
-    loss = eval_loss(model, examples, batch_size=batch_size, pack=True, pad_id=pad_id) if examples else None
     references = [str(r["output"]).strip() for r in records]
     label_set = labels or detect_labels(references)
     if max_new_tokens is None:
         longest = max(len(tokenizer(o, add_special_tokens=False)["input_ids"]) for o in (label_set or references))
         max_new_tokens = min(longest + 8, 512)
-    answers = answer(model, tokenizer, records, max_new_tokens=max_new_tokens, batch_size=batch_size,
-                     progress=progress)
-    guesses = [a.text for a in answers]
-    metrics = {"records": len(records), "dropped": dict(dropped + counts), "loss": loss,
-               "perplexity": _exp(loss), "max_new_tokens": max_new_tokens}
+    options = option_token_ids(tokenizer, label_set) if label_set and score_labels else None
+    read = evaluation_pass(model, tokenizer, records, options=options, max_new_tokens=max_new_tokens,
+                           batch_size=batch_size, max_length=max_length, progress=progress)
+    guesses = read.answers
+    metrics = {"records": len(records), "dropped": dict(dropped + read.dropped), "loss": read.loss,
+               "perplexity": _exp(read.loss), "max_new_tokens": max_new_tokens}
     metrics.update(_match_metrics(guesses, references))
     rows = {"id": [r.get("id") for r in records], "output": references, "prediction": guesses}
     if label_set:
         metrics.update(_label_metrics(guesses, references, label_set))
-        if score_labels:
-            scores = score_options(model, tokenizer, records, label_set, batch_size=batch_size * 2)
-            chosen = [label_set[i] for i in scores.argmax(axis=1)]
+        if options:
+            chosen = [label_set[i] for i in read.best_option]
             metrics["label_accuracy"] = _mean([c == ref for c, ref in zip(chosen, references)])
             rows["scored_label"] = chosen
     if predictions:

@@ -137,9 +137,11 @@ def evaluate(
     predictions: Path = typer.Option(None, "--predictions", help="Write each record's answer here (.parquet/.jsonl)."),
     max_new_tokens: int = typer.Option(None, min=1, help="Longest answer to generate (default: longest reference "
                                        "+ 8)."),
-    batch_size: int = typer.Option(8, min=1, help="Records per forward pass."),
+    batch_size: int = typer.Option(16, min=1, help="Prompts per forward pass."),
     score_labels: bool = typer.Option(True, "--score-labels/--no-score-labels",
                                       help="Also pick the most likely label by log-probability."),
+    as_json: bool = typer.Option(False, "--json", help="Print the metrics as one JSON object on stdout "
+                                 "(and nothing else there; progress stays on stderr)."),
 ) -> None:
     """Loss, and accuracy (labels from a known set) or exact match and ROUGE-L, of a trained model."""
     _quiet_libraries()
@@ -152,11 +154,14 @@ def evaluate(
         metrics = run_evaluation(model, data, labels=label_list, max_new_tokens=max_new_tokens, batch_size=batch_size,
                                  score_labels=score_labels, predictions=predictions,
                                  progress=lambda k: bar.update(task, completed=k))
-    table = Table(title=f"{model} on {data}", show_header=False)
-    for key, value in metrics.items():
-        if not isinstance(value, dict) and value is not None:
-            table.add_row(key, str(value))
-    out.print(table)
+    if as_json:
+        typer.echo(json.dumps(metrics))
+    else:
+        table = Table(title=f"{model} on {data}", show_header=False)
+        for key, value in metrics.items():
+            if not isinstance(value, dict) and value is not None:
+                table.add_row(key, str(value))
+        out.print(table)
     if metrics_out:
         write_text(metrics_out, json.dumps(metrics, indent=1))
 

@@ -76,6 +76,16 @@ def test_evaluate_reports_the_trainers_loss_and_label_metrics(trained, tmp_path)
     assert metrics["label_accuracy"] == pytest.approx((predictions["scored_label"] == predictions["output"]).mean())
 
 
+def test_evaluate_json_puts_the_metrics_alone_on_stdout(trained, tmp_path):
+    adapter, held_out = trained
+    done = run_cli("evaluate", "--model", adapter, "--data", held_out, "--json", "--out", tmp_path / "m.json")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.count("\n") == 1           # one line: a pipe gets nothing but the JSON object
+    metrics = json.loads(done.stdout)
+    assert metrics == json.loads((tmp_path / "m.json").read_text())
+    assert metrics["records"] == 10 and {"loss", "accuracy", "label_accuracy"} <= set(metrics)
+
+
 def test_scored_options_agree_with_each_records_own_score(trained, tokenizer):
     from train.inference import load_for_inference, response_logprobs, score_options
 
