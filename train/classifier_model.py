@@ -30,7 +30,7 @@ from seedloop.errors import InputError
 
 FORMAT = 1
 META = "classifier.json"
-HEAD = "head.safetensors"
+HEAD = "head.safetensors"       # the label head of a merged mean-pooling classifier
 ENCODER_NAMES = ("minilm", "all-minilm-l6-v2")
 
 
@@ -181,6 +181,8 @@ def load_classifier(folder: str | os.PathLike, *, four_bit: bool | None = None) 
 
     folder = Path(folder)
     meta = read_meta(folder)
+    if meta.get("merged"):
+        return _load_merged(folder, meta)
     base = resolve_classifier_base(meta["base_path"] if Path(meta["base_path"]).is_dir() else meta["base"])
     four_bit = meta.get("four_bit", False) if four_bit is None else four_bit
     dtype = "fp32" if not torch.cuda.is_available() else meta.get("dtype", "auto")
@@ -191,3 +193,37 @@ def load_classifier(folder: str | os.PathLike, *, four_bit: bool | None = None) 
     if not four_bit:   # fold LoRA into the full-precision weights: exact, and no adapter cost per forward
         model = model.merge_and_unload()
     return Classifier(model.eval(), load_tokenizer(folder), list(meta["labels"]), pooling, meta["max_length"])
+
+
+def save_merged(clf: Classifier, folder: Path, meta: dict, *, dtype: torch.dtype) -> None:
+    """A classifier with LoRA folded in, loadable without peft: for mean pooling, the encoder as a
+    plain Hugging Face model (AutoModel, sentence-transformers) plus head.safetensors; for a causal
+    LM, a *ForSequenceClassification folder whose config names the labels (id2label)."""
+    from safetensors.torch import save_file
+
+    model = clf.model.to(dtype)
+    if clf.pooling == "mean":
+        model.encoder.save_pretrained(folder)
+        save_file({k: v.contiguous() for k, v in model.head.state_dict().items()}, str(folder / HEAD))
+    else:
+        model.config.id2label = dict(enumerate(clf.labels))
+        model.config.label2id = {label: i for i, label in enumerate(clf.labels)}
+        model.save_pretrained(folder)
+    clf.tokenizer.save_pretrained(folder)
+    merged = {**meta, "merged": True, "four_bit": False, "base_path": ".", "dtype": str(dtype).split(".")[-1]}
+    write_text(folder / META, json.dumps({"format": FORMAT, **merged}, indent=1))
+
+
+def _load_merged(folder: Path, meta: dict) -> Classifier:
+    from safetensors.torch import load_file
+
+    from transformers import AutoModel, AutoModelForSequenceClassification
+
+    tokenizer, pooling = load_tokenizer(folder), meta["pooling"]
+    if pooling == "mean":
+        model = MeanPoolClassifier(AutoModel.from_pretrained(folder, dtype=torch.float32), len(meta["labels"]))
+        model.head.load_state_dict({k: v.float() for k, v in load_file(folder / HEAD).items()})
+    else:
+        model = AutoModelForSequenceClassification.from_pretrained(folder, dtype=torch.float32)
+        model.config.pad_token_id = tokenizer.pad_token_id
+    return Classifier(model.eval(), tokenizer, list(meta["labels"]), pooling, meta["max_length"])

@@ -1,5 +1,9 @@
 """Export a trained adapter: as a clean adapter folder, or merged into a full-precision copy of its base.
 
+A classifier (train/classifier_model.py) merges into a folder that `load_classifier` reads without
+peft: the merged encoder (a plain Hugging Face model) plus its label head, or, for a causal-LM
+base, a *ForSequenceClassification folder with the labels in its config.
+
 Merging goes into a bf16 or fp32 copy of the base, never into the 4-bit weights: rounding the merged
 weights back to 4 bits about doubles the error (see ENVIRONMENT.md). The merged folder is a normal
 Hugging Face model (with the tokenizer and chat template the adapter was trained with) that any
@@ -13,11 +17,13 @@ from pathlib import Path
 
 from seedloop.atomic import atomic_path
 from seedloop.errors import InputError
+from train.classifier_model import is_classifier
 from train.models import load_base
 
 ADAPTER_FILES = ("adapter_model.safetensors", "adapter_config.json", "train_config.yaml", "metrics.json",
                  "tokenizer.json", "tokenizer_config.json", "chat_template.jinja", "special_tokens_map.json",
-                 "tokenizer.model", "loss_curve.png", "README.md")
+                 "tokenizer.model", "vocab.txt", "vocab.json", "merges.txt", "loss_curve.png", "README.md",
+                 "classifier.json")
 
 
 def _adapter_folder(adapter_dir: str | Path) -> Path:
@@ -38,6 +44,8 @@ def merge_adapter(adapter_dir: str | Path, out: str | Path, *, dtype: str = "bf1
     folder = _adapter_folder(adapter_dir)
     if dtype not in ("bf16", "fp32"):
         raise InputError(f"merge dtype should be bf16 or fp32, found {dtype!r}", field="dtype")
+    if is_classifier(folder):
+        return _merge_classifier(folder, Path(out), dtype)
     base = load_base(_base_of(folder, _train_config(folder)), four_bit=False, dtype=dtype)
     merged = PeftModel.from_pretrained(base, str(folder)).merge_and_unload()
     tokenizer = AutoTokenizer.from_pretrained(folder)
@@ -56,3 +64,18 @@ def copy_adapter(adapter_dir: str | Path, out: str | Path) -> Path:
             if (folder / name).is_file():
                 shutil.copy2(folder / name, tmp / name)
     return Path(out)
+
+
+def _merge_classifier(folder: Path, out: Path, dtype: str) -> Path:
+    """A classifier with LoRA folded in; `load_classifier` reads it back (see save_merged)."""
+    import torch
+
+    from train.classifier_model import load_classifier, read_meta, save_merged
+
+    clf = load_classifier(folder, four_bit=False)      # fp32, adapter merged
+    with atomic_path(out) as tmp:
+        tmp.mkdir()
+        save_merged(clf, tmp, read_meta(folder), dtype=torch.bfloat16 if dtype == "bf16" else torch.float32)
+        if (folder / "metrics.json").is_file():
+            shutil.copy2(folder / "metrics.json", tmp / "metrics.json")
+    return out

@@ -128,10 +128,49 @@ def test_cli_trains_and_evaluates_a_classifier(tiny_encoder, tmp_path):
     assert trained.returncode == 0, trained.stderr
     assert "classification" in trained.stderr and (tmp_path / "clf" / "metrics.json").is_file()
     evaluated = run_cli("evaluate", "--model", tmp_path / "clf", "--data", tmp_path / "test.parquet",
-                        "--out", tmp_path / "eval.json")
+                        "--out", tmp_path / "eval.json", "--json")
     assert evaluated.returncode == 0, evaluated.stderr
     metrics = json.loads((tmp_path / "eval.json").read_text())
     assert metrics["accuracy"] == 1.0 and metrics["records"] == 12 and metrics["not_a_label"] == 0.0
+    assert json.loads(evaluated.stdout) == metrics                    # --json: the metrics alone on stdout
+
+    # both exports are classifiers that evaluate the same way: the adapter copied, and LoRA merged
+    for name, flags in (("copy", []), ("merged", ["--merge", "--dtype", "fp32"])):
+        exported = run_cli("export", tmp_path / "clf", "--out", tmp_path / name, *flags)
+        assert exported.returncode == 0, exported.stderr
+        again = run_cli("evaluate", "--model", tmp_path / name, "--data", tmp_path / "test.parquet", "--json")
+        assert again.returncode == 0, again.stderr
+        assert json.loads(again.stdout)["accuracy"] == 1.0
+    assert not (tmp_path / "merged" / "adapter_config.json").exists()
+
+
+def test_merged_encoder_classifier_gives_the_same_probabilities(tiny_encoder, tmp_path):
+    from transformers import AutoModel
+
+    from train.classifier import train_classifier
+    from train.classifier_model import load_classifier
+    from train.export import merge_adapter
+
+    train_classifier(topic_frame(8), tiny_encoder, tmp_path / "clf", epochs=3, lr=3e-3, head_lr=3e-2)
+    merge_adapter(tmp_path / "clf", tmp_path / "merged", dtype="fp32")
+    texts = ["message 99 is about the saw", "the car", "a banana and a drill"]
+    before = load_classifier(tmp_path / "clf").predict_proba(texts)
+    after = load_classifier(tmp_path / "merged").predict_proba(texts)
+    assert np.allclose(before, after, atol=1e-5)
+    AutoModel.from_pretrained(tmp_path / "merged")              # the encoder alone is a plain HF model
+
+
+def test_merged_causal_lm_classifier_names_its_labels(tiny_model, tmp_path):
+    from transformers import AutoModelForSequenceClassification
+
+    from train.classifier import train_classifier
+    from train.export import merge_adapter
+
+    train_classifier(topic_frame(8), tiny_model, tmp_path / "clf", epochs=15, lr=3e-3, head_lr=3e-2)
+    merge_adapter(tmp_path / "clf", tmp_path / "merged", dtype="fp32")
+    model = AutoModelForSequenceClassification.from_pretrained(tmp_path / "merged")
+    assert model.config.id2label == {0: "fruit", 1: "tool", 2: "vehicle"}
+    assert _accuracy(tmp_path / "merged", topic_frame(4, offset=50)) >= 0.9
 
 
 def test_labels_outside_the_given_list_are_refused(tiny_encoder, tmp_path):
