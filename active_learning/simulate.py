@@ -1,18 +1,26 @@
 """Pool-based active-learning simulation on Banking77: how many labels does uncertainty sampling save?
 
-For each strategy and each random seed: start from a small random labeled set drawn from the pool,
-train the student (LoRA on SmolLM2-135M-Instruct), then each round pick a batch from the unlabeled
-pool, reveal its true intents (the oracle), retrain warm-started from the previous round's adapter
-on everything labeled so far, and measure accuracy on a held-out test split that never changes.
+The student is the classifier seedloop trains (`train.train_classifier`, the packaged MiniLM by
+default). For each random seed and strategy: start from a small labeled set, train, then each round
+pick a batch from the unlabeled pool, reveal its true intents (the oracle), retrain warm-started
+from the previous round's classifier on everything labeled so far, and measure accuracy on a
+held-out test split that never changes.
 
-Accuracy is the argmax over the label set of each option's sequence log-probability (the same
-scorer the margin strategy uses), so a prediction is always a valid intent.
+Paired by seed: every strategy that starts at random starts from the same labels and the same
+round-0 classifier (trained once per seed), so the curves differ only by what was picked. A
+strategy is named `[START/]SCORE[+div]`:
+  START   random (default) or a cold start on sentence embeddings of the pool: kmeans (the message
+          nearest each of `initial` faiss k-means centroids) or kcenter (greedy farthest-first)
+  SCORE   random, or an uncertainty of the classifier's label probabilities: margin, label_entropy,
+          mnlp (least confidence)
+  +div    diversity: k-center greedy over the pool_factor x batch highest-scoring (for random, a
+          random shortlist), on the same embeddings; without it, the top `batch`
 
-Defaults (sized for about 30 minutes on 2 idle CPU cores): 8 intents (INTENTS), 30 pool and 8 test
-messages per intent, 16 labels to start, 3 rounds of 16, 2 strategies (random; margin + k-center
-diversity) x 3 seeds; 16 optimizer steps of 8 examples for round 0 (shared by the strategies of a
-seed), 6 for each warm-started round; LoRA on the top 8 layers.
-A killed run re-run picks up after its last finished round (state.json per strategy and seed).
+Defaults: 20 confusable card, transfer, top-up and cash intents (INTENTS), 50 pool and 20 test
+messages per intent (a pool of 1,000, a test set of 400), 40 labels to start, 6 rounds of 40, 5 seeds,
+the student's shipped settings with `student_settings` on top (`epochs=0` gives the linear probe on
+the frozen encoder alone, many times faster). A killed run re-run picks up after its last finished
+round (state.json per strategy and seed).
 """
 
 from __future__ import annotations
@@ -32,31 +40,51 @@ from seedloop.data import BANKING77
 from seedloop.errors import ConfigError, InputError
 from seedloop.record import new_record, to_frame
 
-# confusable card and transfer intents, plus a few easy ones: a task where the choice of labels matters
-INTENTS = ("card_arrival", "card_linking", "exchange_rate", "lost_or_stolen_card", "pin_blocked",
-           "cancel_transfer", "declined_card_payment", "top_up_failed")
-TEST_SEED = 12345          # the test split is the same for every strategy and seed
+# confusable card, transfer, top-up and cash intents, each with at least 80 distinct messages
+INTENTS = ("card_arrival", "card_delivery_estimate", "card_not_working", "lost_or_stolen_card", "compromised_card",
+           "declined_card_payment", "card_payment_not_recognised", "pending_card_payment", "pending_transfer",
+           "transfer_not_received_by_recipient", "declined_transfer", "failed_transfer", "cancel_transfer",
+           "top_up_failed", "pending_top_up", "top_up_reverted", "cash_withdrawal_charge",
+           "cash_withdrawal_not_recognised", "wrong_amount_of_cash_received", "pending_cash_withdrawal")
+STRATEGIES = ("random", "random+div", "margin", "margin+div", "kmeans/margin+div")
+STARTS = ("random", "kmeans", "kcenter")
+SCORES = ("random", "margin", "label_entropy", "mnlp")
+TEST_SEED = 12345          # the pool/test split is the same for every strategy and seed
+INSTRUCTION = "Which banking intent does this customer message express?"
 
 
 @dataclass
 class SimConfig:
     data: str = str(BANKING77)
     intents: tuple[str, ...] = INTENTS
-    pool_per_intent: int = 30
-    test_per_intent: int = 8
-    initial: int = 16
-    batch: int = 16
-    rounds: int = 3
-    seeds: tuple[int, ...] = (0, 1, 2)
-    strategies: tuple[str, ...] = ("random", "margin")
-    diversity: bool = True
+    pool_per_intent: int = 50
+    test_per_intent: int = 20
+    initial: int = 40
+    batch: int = 40
+    rounds: int = 6
+    seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
+    strategies: tuple[str, ...] = STRATEGIES
     pool_factor: float = 3.0
-    base: str = "local"
-    first_steps: int = 16      # optimizer steps of the first round (from the untrained base)
-    steps: int = 6             # optimizer steps of each later round (warm-started)
-    train_batch: int = 8
-    lr: float = 1e-3
-    lora_layers: int = 8       # LoRA on the top N transformer layers only: backward stops there (see top_layers)
+    base: str = "minilm"
+    student_settings: dict = field(default_factory=dict)   # train/configs/classifier.yaml keys
+
+
+@dataclass(frozen=True)
+class Strategy:
+    name: str
+    start: str        # how round 0's labels are chosen
+    score: str        # what ranks the pool in later rounds
+    diversity: bool
+
+
+def parse_strategy(name: str) -> Strategy:
+    start, _, rest = name.strip().rpartition("/")
+    score, plus, extra = rest.partition("+")
+    start = start or "random"
+    if start not in STARTS or score not in SCORES or (plus and extra != "div"):
+        raise ConfigError(f"unknown strategy '{name}': expected [START/]SCORE[+div] with START one of "
+                          f"{', '.join(STARTS)} and SCORE one of {', '.join(SCORES)} (e.g. kmeans/margin+div)")
+    return Strategy(name.strip(), start, score, bool(plus))
 
 
 @dataclass
@@ -66,17 +94,6 @@ class Point:
     accuracy: float
     seconds: float
     labeled_ids: list[str] = field(repr=False, default_factory=list)
-
-
-SYSTEM = "Name the banking intent."
-
-
-def as_record(text: str, intent: str, source: str) -> dict:
-    """A message as a chat record with a short system turn: SmolLM2's default system prompt would make
-    the prompt twice as long, and training time on a CPU grows with it. The label set is not listed:
-    accuracy and margin rank the options anyway."""
-    return new_record(text, "", intent, source=source, status="accepted",
-                      messages=[{"role": "system", "content": SYSTEM}, {"role": "user", "content": text}])
 
 
 def load_split(cfg: SimConfig) -> tuple[pl.DataFrame, pl.DataFrame]:
@@ -99,91 +116,83 @@ def load_split(cfg: SimConfig) -> tuple[pl.DataFrame, pl.DataFrame]:
         if len(texts) < need:
             raise ConfigError(f"intent '{intent}' has {len(texts)} messages; pool + test per intent needs {need}")
         chosen = [texts[i] for i in order[:need]]
-        test += [as_record(t, intent, "human") for t in chosen[:cfg.test_per_intent]]
-        pool += [as_record(t, intent, "pool") for t in chosen[cfg.test_per_intent:]]
+        test += [new_record(INSTRUCTION, t, intent, source="human") for t in chosen[:cfg.test_per_intent]]
+        pool += [new_record(INSTRUCTION, t, intent, source="pool") for t in chosen[cfg.test_per_intent:]]
     return to_frame(pool), to_frame(test)
 
 
-def top_layers(base: str, n: int) -> str:
-    """peft target_modules (a regex) for every linear layer of the top `n` transformer layers.
+def initial_labels(start: str, size: int, seed: int, embeddings: np.ndarray) -> list[int]:
+    """Round 0's pool indices: a seeded random draw, or a cold start that needs no model."""
+    rng = np.random.default_rng(seed)
+    if start == "random":
+        return [int(i) for i in rng.choice(len(embeddings), size=size, replace=False)]
+    if start == "kcenter":
+        from curate.select import k_center_greedy
 
-    The base is frozen and its inputs need no gradient, so backpropagation stops at the lowest layer
-    with an adapter: on SmolLM2's 30 layers, adapting the top 8 makes a step about twice as fast
-    as adapting all of them, which is what lets the simulation fit in its CPU budget."""
-    from transformers import AutoConfig
+        return k_center_greedy(embeddings, size, first=int(rng.integers(len(embeddings))))
+    import faiss
 
-    from train.models import resolve_base
-
-    layers = AutoConfig.from_pretrained(resolve_base(base)).num_hidden_layers
-    chosen = "|".join(str(i) for i in range(max(0, layers - n), layers))
-    return rf".*\.layers\.({chosen})\.(self_attn\.(q|k|v|o)_proj|mlp\.(gate|up|down)_proj)"
-
-
-def accuracy(model, tokenizer, test: pl.DataFrame, intents) -> float:
-    from train.inference import score_options
-
-    scores = score_options(model, tokenizer, test.to_dicts(), list(intents), batch_size=16)
-    predicted = np.asarray(intents)[scores.argmax(axis=1)]
-    return float(np.mean(predicted == np.asarray(test["output"].to_list())))
+    x = np.ascontiguousarray(embeddings, dtype=np.float32)
+    kmeans = faiss.Kmeans(x.shape[1], size, niter=25, nredo=5, seed=seed, spherical=True)
+    kmeans.train(x)
+    taken: list[int] = []
+    for centroid in kmeans.centroids:   # the nearest message not taken yet (two centroids can share one)
+        taken.append(next(int(i) for i in np.argsort(-(x @ centroid)) if i not in taken))
+    return taken
 
 
-def run_one(cfg: SimConfig, strategy: str, seed: int, pool: pl.DataFrame, test: pl.DataFrame, work: Path, *,
-            embedder=None, say: Callable[[str], None] = lambda _: None) -> list[Point]:
-    """One learning curve; resumes after the last round recorded in work/state.json."""
-    from active_learning.select import select_from_pool
-    from train.inference import load_for_inference
-    from train.recipe import train
+def run_one(cfg: SimConfig, strategy: Strategy, seed: int, pool: pl.DataFrame, test: pl.DataFrame, out: Path,
+            embeddings: np.ndarray, *, say: Callable[[str], None] = lambda _: None) -> list[Point]:
+    """One learning curve; resumes after the last round recorded in its state.json."""
+    from active_learning.batch import select_batch
+    from active_learning.scoring import score_classifier
+    from train import classifier_text, load_classifier, train_classifier
 
+    work = out / f"{strategy.name.replace('/', '-')}-seed{seed}"
     state_path = work / "state.json"
     points = [Point(**p) for p in json.loads(state_path.read_text())] if state_path.is_file() else []
-    ids = pool["id"].to_list()
-    if points:
-        labeled = list(points[-1].labeled_ids)
-    else:
-        labeled = [ids[i] for i in np.random.default_rng(seed).choice(len(ids), size=cfg.initial, replace=False)]
-    loaded = None
+    ids, records = pool["id"].to_list(), pool.to_dicts()
+    labeled = (list(points[-1].labeled_ids) if points else
+               [ids[i] for i in initial_labels(strategy.start, cfg.initial, seed, embeddings)])
+    truth = np.asarray(test["output"].to_list())
+    test_texts = [classifier_text(r) for r in test.to_dicts()]
+
+    def folder(r: int) -> Path:   # round 0 is shared by the strategies of a seed with the same start
+        return out / f"{strategy.start}-seed{seed}-round-00" if r == 0 else work / f"round-{r:02d}"
+
+    clf = None
     for r in range(len(points), cfg.rounds + 1):
         start = time.perf_counter()
-        if r > 0:   # pick from what is still unlabeled, with the previous round's model
-            unlabeled = pool.filter(~pl.col("id").is_in(labeled))
-            k = min(cfg.batch, unlabeled.height)
-            if strategy == "random":
-                picked = np.random.default_rng([seed, r]).choice(unlabeled.height, size=k, replace=False)
-                new = unlabeled["id"].gather(picked).to_list()
+        if r > 0:   # pick from what is still unlabeled, with the previous round's classifier
+            have = set(labeled)
+            rest = [i for i, x in enumerate(ids) if x not in have]
+            if strategy.score == "random":
+                uncertainty = np.random.default_rng([seed, r]).random(len(rest))
             else:
-                loaded = loaded or load_for_inference(_round_dir(work, r - 1), dtype="fp32")
-                chosen = select_from_pool(None, unlabeled, k, strategy=strategy, labels=list(cfg.intents),
-                                          diversity=cfg.diversity, pool_factor=cfg.pool_factor, seed=seed,
-                                          embedder=embedder, loaded=loaded, batch_size=16)
-                new = chosen.picks["id"].to_list()
-            labeled = labeled + new
-        data = pool.filter(pl.col("id").is_in(labeled))    # the oracle's labels are the pool's outputs
-        out = _round_dir(work, r)
-        train(data, cfg.base, out, init_adapter=_round_dir(work, r - 1) if r else None, resume=True,
-              four_bit=False, max_steps=cfg.first_steps if r == 0 else cfg.steps, batch_size=cfg.train_batch,
-              lr=cfg.lr, max_length=160, eval_fraction=0.0, eval_every=10_000, save_every=10_000,
-              early_stopping_patience=0, gradient_checkpointing=False, report_to="none", seed=seed + r,
-              target_modules=top_layers(cfg.base, cfg.lora_layers))
-        loaded = load_for_inference(out, dtype="fp32")    # on CPU, fp32 scores faster than bf16 here
-        acc = accuracy(*loaded, test, cfg.intents)
+                clf = clf or load_classifier(folder(r - 1))
+                uncertainty = score_classifier(clf, [records[i] for i in rest], strategy.score).uncertainty
+            picked = select_batch(uncertainty, min(cfg.batch, len(rest)), pool_factor=cfg.pool_factor,
+                                  embeddings=embeddings[rest] if strategy.diversity else None)
+            labeled = labeled + [ids[rest[i]] for i in picked]
+        data = pool.filter(pl.col("id").is_in(labeled))     # the oracle's labels are the pool's outputs
+        train_classifier(data, cfg.base, folder(r), labels=list(cfg.intents), resume=True,
+                         init_adapter=folder(r - 1) if r else None, **{"seed": seed, **cfg.student_settings})
+        clf = load_classifier(folder(r))
+        guesses = np.asarray(clf.labels)[clf.predict_proba(test_texts).argmax(axis=1)]
+        acc = float(np.mean(guesses == truth))
         points.append(Point(r, len(labeled), acc, round(time.perf_counter() - start, 1), labeled))
         write_text(state_path, json.dumps([asdict(p) for p in points]))
-        say(f"{strategy} seed {seed} round {r}: {len(labeled)} labels, accuracy {acc:.3f} "
+        say(f"{strategy.name} seed {seed} round {r}: {len(labeled)} labels, accuracy {acc:.3f} "
             f"({points[-1].seconds:.0f} s)")
     return points
-
-
-def _round_dir(work: Path, r: int) -> Path:
-    """Round 0 (the same random labels for every strategy of a seed) is trained once per seed and
-    shared: every strategy starts from the same model, so the curves differ only by what was picked."""
-    return work.parent / f"seed{work.name.rsplit('seed', 1)[1]}-round-00" if r == 0 else work / f"round-{r:02d}"
 
 
 @dataclass
 class Summary:
     curves: dict[str, np.ndarray]        # strategy -> (seeds x rounds) accuracy
     labels: dict[str, np.ndarray]        # strategy -> label counts per round (the same for every seed)
-    auc: dict[str, tuple[float, float]]  # strategy -> normalized area under the curve, mean and std over seeds
+    auc: dict[str, tuple[float, float]]  # strategy -> normalized area under the curve: mean, standard error
+    gain: dict[str, tuple[float, float]]  # strategy -> AUC minus random's, paired by seed: mean, standard error
     labels_to_reach: dict[str, float | None]   # labels for the mean curve to reach random's final accuracy
     target: float | None                 # random's final mean accuracy
 
@@ -207,17 +216,32 @@ def first_reaching(labels: np.ndarray, acc: np.ndarray, target: float) -> float 
     return None
 
 
+def mean_se(values) -> tuple[float, float]:
+    """Mean and standard error of the mean (0 for a single value)."""
+    v = np.asarray(values, dtype=float)
+    return float(v.mean()), float(v.std(ddof=1) / math.sqrt(len(v))) if len(v) > 1 else 0.0
+
+
 def summarize(results: dict[str, list[list[Point]]]) -> Summary:
     curves = {s: np.array([[p.accuracy for p in run] for run in runs]) for s, runs in results.items()}
     labels = {s: np.array([p.labels for p in runs[0]], dtype=float) for s, runs in results.items()}
-    auc = {}
-    for s in results:
-        per_seed = [normalized_auc(labels[s], c) for c in curves[s]]
-        auc[s] = (float(np.mean(per_seed)), float(np.std(per_seed)))
+    per_seed = {s: np.array([normalized_auc(labels[s], c) for c in curves[s]]) for s in results}
+    auc = {s: mean_se(v) for s, v in per_seed.items()}
+    gain = {s: mean_se(v - per_seed["random"]) for s, v in per_seed.items()} if "random" in per_seed else {}
     target = float(curves["random"].mean(axis=0)[-1]) if "random" in curves else None
     reach = {s: (first_reaching(labels[s], curves[s].mean(axis=0), target) if target is not None else None)
              for s in results}
-    return Summary(curves, labels, auc, reach, target)
+    return Summary(curves, labels, auc, gain, reach, target)
+
+
+def band(curve: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean over seeds and the half-width of its 95% confidence interval (Student's t)."""
+    from scipy.stats import t
+
+    n = curve.shape[0]
+    if n < 2:
+        return curve.mean(axis=0), np.zeros(curve.shape[1])
+    return curve.mean(axis=0), t.ppf(0.975, n - 1) * curve.std(axis=0, ddof=1) / math.sqrt(n)
 
 
 def plot(summary: Summary, path: Path, title: str) -> None:
@@ -226,18 +250,18 @@ def plot(summary: Summary, path: Path, title: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fig, ax = plt.subplots(figsize=(7.5, 4.8))
     for s, c in summary.curves.items():
-        mean, std = c.mean(axis=0), c.std(axis=0)
-        ax.plot(summary.labels[s], mean, marker="o", label=f"{s} (AUC {summary.auc[s][0]:.3f})")
-        ax.fill_between(summary.labels[s], mean - std, mean + std, alpha=0.15)
+        mean, half = band(c)
+        ax.plot(summary.labels[s], mean, marker="o", markersize=3, label=f"{s} (AUC {summary.auc[s][0]:.3f})")
+        ax.fill_between(summary.labels[s], mean - half, mean + half, alpha=0.12)
     if summary.target is not None:
         ax.axhline(summary.target, color="grey", linestyle=":", linewidth=1, label="random's final accuracy")
     ax.set_xlabel("labeled examples")
     ax.set_ylabel("held-out accuracy")
     ax.set_title(title)
     ax.grid(alpha=0.3)
-    ax.legend(loc="lower right")
+    ax.legend(loc="lower right", fontsize=8)
     fig.tight_layout()
     tmp = path.with_name(path.name + ".tmp.png")
     fig.savefig(tmp, dpi=120)
@@ -245,37 +269,45 @@ def plot(summary: Summary, path: Path, title: str) -> None:
     tmp.replace(path)
 
 
-def simulate(cfg: SimConfig, out: Path, *, say: Callable[[str], None] = print) -> Summary:
-    """Run every strategy x seed into `out`, then write curves.png, curves.csv and summary.json."""
-    from active_learning.scoring import check_strategy
-    from curate.embed import Embedder
-
-    for s in cfg.strategies:
-        check_strategy(s, list(cfg.intents))
+def check(cfg: SimConfig) -> list[Strategy]:
+    strategies = [parse_strategy(s) for s in cfg.strategies]
     if cfg.initial < 1 or cfg.batch < 1 or cfg.rounds < 1:
         raise ConfigError("--initial, --batch and --rounds must be at least 1")
     if cfg.initial + cfg.batch * cfg.rounds > cfg.pool_per_intent * len(cfg.intents):
         raise ConfigError(f"{cfg.initial} + {cfg.rounds} rounds x {cfg.batch} labels is more than the pool "
                           f"({cfg.pool_per_intent} x {len(cfg.intents)} intents)")
+    from train.config import resolve
+
+    resolve(None, recipe="classifier", **cfg.student_settings)   # names a misspelt setting now, not in round 0
+    return strategies
+
+
+def simulate(cfg: SimConfig, out: Path, *, say: Callable[[str], None] = print) -> Summary:
+    """Run every strategy x seed into `out`, then write curves.png, curves.csv and summary.json."""
+    from curate.embed import Embedder
+    from train import classifier_text
+
+    strategies = check(cfg)
     pool, test = load_split(cfg)
     out.mkdir(parents=True, exist_ok=True)
-    embedder = Embedder(cache=out / "embeddings.sqlite")
+    embeddings = Embedder(cache=out / "embeddings.sqlite").embed([classifier_text(r) for r in pool.to_dicts()])
     say(f"pool {pool.height}, test {test.height}, {len(cfg.intents)} intents (chance {1 / len(cfg.intents):.3f})")
     started = time.perf_counter()
     results: dict[str, list[list[Point]]] = {}
     for seed in cfg.seeds:             # seeds outermost: a stopped run has every strategy for its first seeds
-        for s in cfg.strategies:
-            results.setdefault(s, []).append(run_one(cfg, s, seed, pool, test, out / f"{s}-seed{seed}",
-                                                     embedder=embedder, say=say))
+        for s in strategies:
+            results.setdefault(s.name, []).append(run_one(cfg, s, seed, pool, test, out, embeddings, say=say))
     summary = summarize(results)
     rows = [{"strategy": s, "seed": seed, "round": p.round, "labels": p.labels, "accuracy": p.accuracy,
              "seconds": p.seconds} for s, runs in results.items() for seed, run in zip(cfg.seeds, runs) for p in run]
     write_text(out / "curves.csv", pl.DataFrame(rows).write_csv())
-    plot(summary, out / "curves.png", f"Banking77, {len(cfg.intents)} intents, {len(cfg.seeds)} seeds (mean ± std)")
+    plot(summary, out / "curves.png", f"Banking77, {len(cfg.intents)} intents, pool {pool.height}, "
+                                      f"{len(cfg.seeds)} seeds (mean, 95% CI)")
     report = {
         "config": {**asdict(cfg), "data": str(cfg.data)},
         "minutes": round((time.perf_counter() - started) / 60, 1),
-        "auc": {s: {"mean": m, "std": sd} for s, (m, sd) in summary.auc.items()},
+        "auc": {s: {"mean": m, "se": se} for s, (m, se) in summary.auc.items()},
+        "auc_gain_over_random": {s: {"mean": m, "se": se} for s, (m, se) in summary.gain.items()},
         "final_accuracy": {s: float(c.mean(axis=0)[-1]) for s, c in summary.curves.items()},
         "random_final_accuracy": summary.target,
         "labels_to_reach_random_final": summary.labels_to_reach,

@@ -41,6 +41,9 @@ def tables(n_intents: int, per_intent: int, test: int, pool: int, seed: int):
     train = pl.concat([mine.filter(pl.col("category") == i).head(per_intent) for i in intents])
     rest = mine.join(train, on="text", how="anti")
     held, pool_rows = rest.head(test), rest.slice(test, pool)
+    if pool_rows.height < pool:   # 10 intents leave about 600: the rest of the pool is other intents' messages
+        others = df.filter(~pl.col("category").is_in(intents)).head(pool - pool_rows.height)
+        pool_rows = pl.concat([pool_rows, others])
 
     def frame(rows, source, labelled=True):
         return to_frame(new_record(INSTRUCTION, t, c if labelled else None, source=source, status="accepted")

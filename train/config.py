@@ -27,6 +27,8 @@ CHOICES = {
 POSITIVE = ("lora_r", "lora_alpha", "max_length", "epochs", "batch_size", "grad_accum", "eval_every",
             "save_every", "keep_checkpoints", "lr", "head_lr")
 
+ZERO_OK = {"classifier": ("epochs",)}   # a classifier with epochs=0 is its linear probe alone
+
 
 def shipped_configs() -> list[str]:
     root = resources.files("train").joinpath("configs")
@@ -95,11 +97,13 @@ def resolve(config: str | Path | None = None, overrides: Iterable[str] = (), *, 
                 hint = difflib.get_close_matches(key, base, n=1)
                 raise ConfigError(f"{where}: unknown key '{key}'" + (f" (did you mean '{hint[0]}'?)" if hint else "")
                                   + f"; known keys: {', '.join(base)}")
-            resolved[key] = _check(key, value, base[key], where)
+            resolved[key] = _check(key, value, base[key], where, zero_ok=ZERO_OK.get(recipe, ()))
+    if recipe == "classifier" and resolved["epochs"] == 0 and resolved["probe_c"] == 0:
+        raise ConfigError("epochs=0 and probe_c=0 would train nothing: give the probe a C or some epochs")
     return resolved
 
 
-def _check(key: str, value: Any, default: Any, where: str) -> Any:
+def _check(key: str, value: Any, default: Any, where: str, zero_ok: tuple = ()) -> Any:
     expected = OPTIONAL_TYPES.get(key) if default is None else type(default)
     if value is None:
         if default is None:
@@ -118,8 +122,8 @@ def _check(key: str, value: Any, default: Any, where: str) -> Any:
         raise ConfigError(f"{where}: '{key}' should be {expected.__name__}, found {value!r}")
     if key in CHOICES and value not in CHOICES[key]:
         raise ConfigError(f"{where}: '{key}' should be one of {', '.join(CHOICES[key])}, found {value!r}")
-    if key in POSITIVE and value <= 0:
-        raise ConfigError(f"{where}: '{key}' should be positive, found {value!r}")
+    if key in POSITIVE and (value < 0 if key in zero_ok else value <= 0):
+        raise ConfigError(f"{where}: '{key}' should be {'0 or more' if key in zero_ok else 'positive'}, found {value!r}")
     if key == "eval_fraction" and not 0 <= value < 1:
         raise ConfigError(f"{where}: 'eval_fraction' should be in [0, 1), found {value!r}")
     if key in ("probe_c", "lora_dropout", "warmup_ratio", "weight_decay", "max_grad_norm", "early_stopping_threshold",

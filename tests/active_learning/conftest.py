@@ -51,3 +51,10 @@ def flat_model(tiny_base, tmp_path_factory):
 @pytest.fixture(scope="session")
 def forced_model(tiny_base, tmp_path_factory):
     return _edited(tiny_base, tmp_path_factory.mktemp("al-models") / "forced", _forced)
+
+
+@pytest.fixture(scope="session")
+def tiny_encoder(tmp_path_factory):
+    from train.models import tiny_bert
+
+    return tiny_bert(tmp_path_factory.mktemp("al-models") / "tiny-bert")

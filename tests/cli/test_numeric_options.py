@@ -35,7 +35,7 @@ BAD = [
     ("select", "--k", "0"), ("select", "--pool-factor", "0.5"), ("select", "--samples", "1"),
     ("select", "--batch-size", "-1"), ("select", "--round", "-2"),
     ("simulate", "--seeds", "0"), ("simulate", "--rounds", "0"), ("simulate", "--initial", "-1"),
-    ("simulate", "--steps", "0"),
+    ("simulate", "--batch", "0"), ("simulate", "--pool-factor", "0.5"),
     ("init", "--n", "0"), ("init", "--k", "0"),
     ("cycle", "--until", "0"),
     ("watch", "--every", "0"), ("watch", "--interval", "0"),

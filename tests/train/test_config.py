@@ -74,3 +74,13 @@ def test_bad_config_file_is_named(tmp_path):
         resolve(bad)
     with pytest.raises(ConfigError, match="unknown config 'nope'"):
         resolve("nope")
+
+
+def test_a_classifier_may_have_zero_epochs_but_not_nothing_to_train():
+    assert resolve(None, recipe="classifier", epochs=0)["epochs"] == 0     # the linear probe alone
+    with pytest.raises(ConfigError, match="train nothing"):
+        resolve(None, recipe="classifier", epochs=0, probe_c=0)
+    with pytest.raises(ConfigError, match="'epochs' should be positive"):
+        resolve(None, epochs=0)                                           # a generator needs steps
+    with pytest.raises(ConfigError, match="'epochs' should be 0 or more"):
+        resolve(None, recipe="classifier", epochs=-1)
