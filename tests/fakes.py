@@ -61,7 +61,7 @@ class Seen:
     body: dict
     outcome: str
     at: float               # when it was answered (after the latency)
-    arrived: float = 0.0    # when it reached the server
+    arrived: float          # when it reached the server
 
 
 class FakeLLMServer:

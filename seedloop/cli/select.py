@@ -13,7 +13,6 @@ from seedloop.errors import ConfigError, require_file
 from seedloop.executors import check_executor
 from seedloop.tables import read_table, write_table
 
-_STRATEGIES = ("random", "random+div", "margin", "margin+div", "kmeans/margin+div")   # simulate.STRATEGIES
 STRATEGY_HELP = ("mnlp (length-normalized log-prob of the greedy answer), entropy (mean token entropy), "
                  "label_entropy or margin (over --labels), disagreement (sampled answers), random.")
 
@@ -83,22 +82,22 @@ def select(
     console.print(f"[bold]seedloop select[/] {k} of {table.height} from {pool} with {model}, strategy {strategy}"
                   + (", diversity" if diversity and strategy != "random" else ""), highlight=False)
     with _bar() as bar:
-        tasks: dict[str, int] = {}
-
-        def progress(step: str, done: int, total: int) -> None:
-            if step not in tasks:
-                tasks[step] = bar.add_task(step, total=total)
-            bar.update(tasks[step], completed=done, total=total)
-
         options = dict(strategy=strategy, labels=choices, diversity=diversity, pool_factor=pool_factor,
                        max_new_tokens=max_new_tokens, batch_size=batch_size, seed=seed, round=round_,
-                       where=str(pool), progress=progress)
+                       where=str(pool), progress=_steps(bar))
         if executor == "ray":
             from seedloop.executors.ray_data import select_on_ray
 
             chosen = select_on_ray(model, table, k, address=ray_address, **options)
         else:
             chosen = select_from_pool(model, table, k, samples=samples, **options)
+    _deliver(chosen, out_path=out_path, scores_path=scores_path, conn=conn, project=push,
+             version=f"round-{round_}" if round_ is not None else f"adapter-{model.name}")
+
+
+def _deliver(chosen, *, out_path: Path | None, scores_path: Path | None, conn, project: str | None,
+             version: str) -> None:
+    """Write the picks and scores, push the picks to Label Studio, and print what went where."""
     if scores_path:
         write_table(chosen.scores, scores_path)
     if out_path:
@@ -106,14 +105,24 @@ def select(
     if conn is not None:
         from curate.review import push_records
 
-        version = f"round-{round_}" if round_ is not None else f"adapter-{model.name}"
-        result = push_records(conn, chosen.picks, push, model_version=version)
-        console.print(f"pushed {result.imported} new task(s) to '{push}' (model_version {version}; "
+        result = push_records(conn, chosen.picks, project, model_version=version)
+        console.print(f"pushed {result.imported} new task(s) to '{project}' (model_version {version}; "
                       f"{result.rows - result.imported} already there)", highlight=False)
-    _summary(chosen, show_all=not (out_path or scores_path or push))
+    _summary(chosen, show_all=not (out_path or scores_path or project))
     for path, what in ((out_path, "picks"), (scores_path, "scores for every pool item")):
         if path:
             console.print(f"{what}: {path}", highlight=False)
+
+
+def _steps(bar: Progress):
+    """progress(step, done, total): one bar per named step, added when the step first reports."""
+    tasks: dict[str, int] = {}
+
+    def progress(step: str, done: int, total: int) -> None:
+        if step not in tasks:
+            tasks[step] = bar.add_task(step, total=total)
+        bar.update(tasks[step], completed=done, total=total)
+    return progress
 
 
 def _round_of(model: Path) -> int | None:
@@ -158,9 +167,10 @@ def _short(text: str, n: int = 70) -> str:
 def simulate(
     out_dir: Path = typer.Option(Path("out/simulation"), "--out", help="Folder for classifiers, curves.png, "
                                  "curves.csv and summary.json (a re-run resumes here)."),
-    strategies: str = typer.Option(",".join(_STRATEGIES), "--strategies", help="Comma-separated "
-                                   "[START/]SCORE[+div]: START random|kmeans|kcenter (round 0's labels), SCORE "
-                                   "random|margin|label_entropy|mnlp, +div = k-center diversity over the shortlist."),
+    strategies: str = typer.Option(None, "--strategies", help="Comma-separated [START/]SCORE[+div]: START "
+                                   "random|kmeans|kcenter (round 0's labels), SCORE random|margin|label_entropy|mnlp, "
+                                   "+div = k-center diversity over the shortlist (default: random, random+div, margin, "
+                                   "margin+div, kmeans/margin+div)."),
     seeds: int = typer.Option(5, "--seeds", min=1, help="Random seeds; the strategies of a seed start paired."),
     intents: str = typer.Option(None, "--intents", help="Comma-separated Banking77 intents (default: 20 confusable "
                                 "card, transfer, top-up and cash intents, see active_learning/simulate.py)."),
@@ -191,26 +201,33 @@ def simulate(
     _quiet_libraries()
     from active_learning import simulate as sim
 
-    cfg = sim.SimConfig(strategies=tuple(s.strip() for s in strategies.split(",") if s.strip()),
-                        seeds=tuple(range(seeds)), pool_per_intent=pool_per_intent, test_per_intent=test_per_intent,
+    cfg = sim.SimConfig(seeds=tuple(range(seeds)), pool_per_intent=pool_per_intent, test_per_intent=test_per_intent,
                         initial=initial, batch=batch, rounds=rounds, pool_factor=pool_factor, base=base,
                         student_settings=parse_overrides(settings or []))
+    if strategies:
+        cfg.strategies = tuple(x.strip() for x in strategies.split(",") if x.strip())
     if intents:
         cfg.intents = tuple(i.strip() for i in intents.split(",") if i.strip())
     if data:
         cfg.data = str(data)
     summary = sim.simulate(cfg, out_dir, say=lambda m: console.print(m, highlight=False))
+    out.print(_simulation_table(summary, cfg))
+    console.print(f"curves: {out_dir / 'curves.png'}, table: {out_dir / 'curves.csv'}, figures: "
+                  f"{out_dir / 'summary.json'}", highlight=False)
+
+
+def _simulation_table(summary, cfg) -> Table:
+    from active_learning.simulate import fraction
+
     table = Table(title=f"Banking77 active learning ({len(cfg.seeds)} seeds, {len(cfg.intents)} intents)")
     for col in ("strategy", "labels", "final accuracy", "AUC (norm.)", "AUC - random's (paired)",
                 "labels to reach random's final"):
         table.add_column(col, justify="left" if col == "strategy" else "right")
     for s, curve in summary.curves.items():
-        reach, frac = summary.labels_to_reach[s], sim.fraction(summary, s)
+        reach, frac = summary.labels_to_reach[s], fraction(summary, s)
         gain = summary.gain.get(s)
         table.add_row(s, f"{int(summary.labels[s][-1])}", f"{curve.mean(axis=0)[-1]:.3f}",
                       f"{summary.auc[s][0]:.3f} ± {summary.auc[s][1]:.3f}",
                       "" if gain is None or s == "random" else f"{gain[0]:+.4f} ± {gain[1]:.4f}",
                       "never" if reach is None else f"{reach:.0f} ({frac:.0%})")
-    out.print(table)
-    console.print(f"curves: {out_dir / 'curves.png'}, table: {out_dir / 'curves.csv'}, figures: "
-                  f"{out_dir / 'summary.json'}", highlight=False)
+    return table
