@@ -60,8 +60,7 @@ class FaultPlan:
 class Seen:
     body: dict
     outcome: str
-    at: float               # when it was answered (after the latency)
-    arrived: float          # when it reached the server
+    at: float
 
 
 class FakeLLMServer:
@@ -122,8 +121,7 @@ class FakeLLMServer:
             fault = self.plan.faults.pop(0) if self.plan.faults else None
         if fault is None:
             return None
-        now = time.monotonic()
-        self.seen.append(Seen(body, fault, now, now))
+        self.seen.append(Seen(body, fault, time.monotonic()))
         if fault == "429":
             return web.json_response({"error": {"message": "rate limited", "type": "rate_limit_error"}},
                                      status=429, headers={"Retry-After": str(self.plan.retry_after)})
@@ -146,7 +144,6 @@ class FakeLLMServer:
             await asyncio.sleep(self.plan.latency)
 
     async def _openai(self, request: web.Request) -> web.Response:
-        arrived = time.monotonic()
         body = await request.json()
         if (resp := await self._fault(body)) is not None:
             return resp
@@ -154,7 +151,7 @@ class FakeLLMServer:
         try:
             prompt = "\n".join(m["content"] for m in body["messages"])
             text = answer_for(prompt, _rng(body))
-            self.seen.append(Seen(body, "ok", time.monotonic(), arrived))
+            self.seen.append(Seen(body, "ok", time.monotonic()))
             return web.json_response({
                 "id": "chatcmpl-fake", "object": "chat.completion", "created": int(time.time()),
                 "model": body["model"],
@@ -172,7 +169,6 @@ class FakeLLMServer:
         if not authed or not request.headers.get("anthropic-version"):
             return web.json_response({"type": "error", "error": {"type": "authentication_error",
                                                                  "message": "missing x-api-key"}}, status=401)
-        arrived = time.monotonic()
         body = await request.json()
         if (resp := await self._fault(body)) is not None:
             return resp
@@ -184,7 +180,7 @@ class FakeLLMServer:
             text = answer_for(prompt, _rng(body))
             if body["messages"][-1]["role"] == "assistant":  # a prefill: continue after it
                 text = text.split(":", 1)[1] if ":" in text else text
-            self.seen.append(Seen(body, "ok", time.monotonic(), arrived))
+            self.seen.append(Seen(body, "ok", time.monotonic()))
             return web.json_response({
                 "id": "msg_fake", "type": "message", "role": "assistant", "model": body["model"],
                 "content": [{"type": "text", "text": text}], "stop_reason": "end_turn", "stop_sequence": None,

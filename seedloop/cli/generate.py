@@ -63,21 +63,14 @@ def generate(
     check_executor(executor, ray_address)
     seed_df = load_seeds(seeds, seed_format)
     price_table = PriceTable.load(prices)
-    if executor == "ray":   # the teacher is built on every worker; a missing key fails here, before any work
-        from seedloop.executors.ray_generate import RayTeacher
-
-        teacher_obj = RayTeacher(teacher, base_url=base_url, address=ray_address)
-    else:
-        teacher_obj = make_teacher(teacher, base_url=base_url)  # a missing key fails here, before any work
+    teacher_obj = _teacher(teacher, base_url, executor, ray_address)
     if max_cost is not None:
         price_table.require(teacher_obj.spec)
     limits = Limits(concurrency=concurrency, rpm=rpm, tpm=tpm, max_retries=max_retries)
     console.print(f"[bold]seedloop generate[/] {len(seed_df)} seeds from {seeds} -> {n} records, "
                   f"teacher {teacher}, method {method}" + (f", on Ray ({teacher_obj!r})" if executor == "ray" else ""),
                   highlight=False)
-    options = {"temperature": temperature}
-    if method == "self-instruct":
-        options["classify"] = classify
+    options = {"temperature": temperature, **({"classify": classify} if method == "self-instruct" else {})}
     with Progress(TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
                   TimeElapsedColumn(), console=console, transient=False) as bar:
         task = bar.add_task("generating", total=n)
@@ -92,6 +85,15 @@ def generate(
     if hf_dataset:
         export_hf(result.records, hf_dataset)
     _summary(result, out_path)
+
+
+def _teacher(spec: str, base_url: str | None, executor: str, ray_address: str | None):
+    """The teacher, built now so that a missing key fails before any work (on Ray, on every worker)."""
+    if executor == "ray":
+        from seedloop.executors.ray_generate import RayTeacher
+
+        return RayTeacher(spec, base_url=base_url, address=ray_address)
+    return make_teacher(spec, base_url=base_url)
 
 
 def _refuse_empty(result, max_cost: float | None) -> None:
