@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import importlib
 
-_EXPORTS = {"select_from_pool": "active_learning.select", "Selection": "active_learning.select"}
+_EXPORTS = {"select_from_pool": "active_learning.pool", "Selection": "active_learning.pool"}
 
 
 def __getattr__(name: str):

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from curate.select import k_center_greedy
-from seedloop.errors import InputError
+from curate import k_center_greedy
+from seedloop.core.errors import InputError
 
 
 def check_k(k: int, pool: int) -> None:

@@ -24,7 +24,7 @@ from typing import Callable
 import numpy as np
 
 from active_learning import uncertainty as U
-from seedloop.errors import ConfigError
+from seedloop.core.errors import ConfigError
 
 
 @dataclass
@@ -48,7 +48,7 @@ def score_pool(model, tokenizer, records: list[dict], strategy: str, *, labels: 
                max_new_tokens: int = 48, batch_size: int = 8, samples: int = 5, temperature: float = 1.0,
                seed: int = 0, progress: Callable[[int], None] | None = None) -> PoolScores:
     """Uncertainty of every record under `strategy`; `progress(done)` counts records."""
-    from train.inference import answer, sample_answers, score_options
+    from train import answer, sample_answers, score_options
 
     check_strategy(strategy, labels)
     if strategy == "random":

@@ -35,10 +35,10 @@ from typing import Callable
 import numpy as np
 import polars as pl
 
-from seedloop.atomic import write_text
-from seedloop.data import BANKING77
-from seedloop.errors import ConfigError, InputError
-from seedloop.record import new_record, to_frame
+from seedloop.core.atomic import write_text
+from seedloop.core.data import BANKING77
+from seedloop.core.errors import ConfigError, InputError
+from seedloop.core.record import new_record, to_frame
 
 # confusable card, transfer, top-up and cash intents, each with at least 80 distinct messages
 INTENTS = ("card_arrival", "card_delivery_estimate", "card_not_working", "lost_or_stolen_card", "compromised_card",
@@ -127,7 +127,7 @@ def initial_labels(start: str, size: int, seed: int, embeddings: np.ndarray) -> 
     if start == "random":
         return [int(i) for i in rng.choice(len(embeddings), size=size, replace=False)]
     if start == "kcenter":
-        from curate.select import k_center_greedy
+        from curate import k_center_greedy
 
         return k_center_greedy(embeddings, size, first=int(rng.integers(len(embeddings))))
     import faiss
@@ -276,15 +276,15 @@ def check(cfg: SimConfig) -> list[Strategy]:
     if cfg.initial + cfg.batch * cfg.rounds > cfg.pool_per_intent * len(cfg.intents):
         raise ConfigError(f"{cfg.initial} + {cfg.rounds} rounds x {cfg.batch} labels is more than the pool "
                           f"({cfg.pool_per_intent} x {len(cfg.intents)} intents)")
-    from train.config import resolve
+    from train import resolve_config
 
-    resolve(None, recipe="classifier", **cfg.student_settings)   # names a misspelt setting now, not in round 0
+    resolve_config(None, recipe="classifier", **cfg.student_settings)   # names a misspelt setting now, not in round 0
     return strategies
 
 
 def simulate(cfg: SimConfig, out: Path, *, say: Callable[[str], None] = print) -> Summary:
     """Run every strategy x seed into `out`, then write curves.png, curves.csv and summary.json."""
-    from curate.embed import Embedder
+    from curate import Embedder
     from train import classifier_text
 
     strategies = check(cfg)

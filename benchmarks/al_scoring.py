@@ -57,7 +57,7 @@ def records(n: int):
     import polars as pl
 
     from active_learning.simulate import BANKING77
-    from seedloop.record import new_record
+    from seedloop.core.record import new_record
 
     rows = pl.read_csv(BANKING77)[::113].head(n)
     return [new_record("Which banking intent is this customer message?", t) for t in rows["text"]], \
@@ -68,9 +68,9 @@ def plain_generate_loop(model, tok, recs, max_new_tokens):
     import torch
 
     from train.chat import render_prompt
-    from train.inference import _decode, _stop_ids
+    from train.inference import decode_answer, stop_ids
 
-    stop, out = _stop_ids(tok), []
+    stop, out = stop_ids(tok), []
     with torch.no_grad():
         for r in recs:
             enc = tok(render_prompt(r, tok), add_special_tokens=False, return_tensors="pt")
@@ -78,7 +78,7 @@ def plain_generate_loop(model, tok, recs, max_new_tokens):
                                pad_token_id=tok.pad_token_id, return_dict_in_generate=True, output_scores=True)
             new = g.sequences[0, enc["input_ids"].shape[1]:]
             lp = torch.stack(g.scores, 0)[:, 0].float().log_softmax(-1).gather(-1, new[:, None]).squeeze(-1)
-            text, n = _decode(tok, new.tolist(), stop)
+            text, n = decode_answer(tok, new.tolist(), stop)
             out.append((text, lp[:n].tolist()))
     return out
 

@@ -103,7 +103,7 @@ def baseline_pairs_pruned(texts: list[str], procs: int) -> set:
     """Exactly the pairs with ROUGE-L F1 > 0.7, scoring only pairs whose token overlap allows it."""
     from scipy.sparse import csr_matrix
 
-    from seedloop.text import tokens   # the rouge_score tokenizer's rule: lowercase runs of [a-z0-9]
+    from seedloop.core.text import tokens   # the rouge_score tokenizer's rule: lowercase runs of [a-z0-9]
 
     toks = [tokens(t) for t in texts]
     vocab: dict[str, int] = {}
@@ -161,7 +161,7 @@ def seedloop_dedup(texts: list[str], cache: Path) -> tuple[set, float, Embedder]
 def seedloop_pairs(texts: list[str], cache: Path) -> set:
     """Every pair seedloop's rules call duplicates, judged pair by pair like the baseline (not timed):
     the same normalized text, one light edit apart, or cosine >= THRESHOLD."""
-    from seedloop.text import normalized_hash, tokens
+    from seedloop.core.text import normalized_hash, tokens
 
     pairs = set()
     groups: dict[str, list[int]] = {}

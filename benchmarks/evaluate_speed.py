@@ -49,8 +49,8 @@ INTENTS = ("card_arrival", "exchange_rate", "lost_or_stolen_card", "age_limit", 
 
 def banking_split(train_per_intent: int, test_rows: int):
     """(train, test) record frames: per intent the first messages train and the next ones test."""
-    from seedloop.data import banking77_rows
-    from seedloop.record import new_record, to_frame
+    from seedloop.core.data import banking77_rows
+    from seedloop.core.record import new_record, to_frame
 
     instruction = f"Classify this banking customer message. Answer with one intent: {', '.join(INTENTS)}."
     rows = banking77_rows()
@@ -85,14 +85,14 @@ def old_load(model_dir: str):
     from transformers import AutoTokenizer
 
     from train.chat import setup_chat_template
-    from train.inference import _base_of, _train_config, load_for_inference
+    from train.inference import adapter_base, adapter_train_config, load_for_inference
     from train.models import disable_cpu_4bit_repack, load_base
 
     folder = Path(model_dir)
     if not (folder / "adapter_config.json").is_file():
         return load_for_inference(model_dir)    # a plain model loaded then as now
-    trained = _train_config(folder)
-    model = load_base(_base_of(folder, trained), four_bit=trained.get("four_bit", True), dtype="fp32")
+    trained = adapter_train_config(folder)
+    model = load_base(adapter_base(folder, trained), four_bit=trained.get("four_bit", True), dtype="fp32")
     model = PeftModel.from_pretrained(model, str(folder))
     tokenizer = AutoTokenizer.from_pretrained(folder)
     setup_chat_template(tokenizer, "auto")
@@ -131,9 +131,9 @@ def plain_generate(model, tokenizer, records: list[dict], *, max_new_tokens: int
     import torch
 
     from train.chat import render_prompt
-    from train.inference import _decode, _stop_ids
+    from train.inference import decode_answer, stop_ids
 
-    stop = _stop_ids(tokenizer)
+    stop = stop_ids(tokenizer)
     tokenizer.padding_side = "left"
     prompts = [render_prompt(r, tokenizer) for r in records]
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
@@ -145,7 +145,7 @@ def plain_generate(model, tokenizer, records: list[dict], *, max_new_tokens: int
             out = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False, eos_token_id=stop,
                                  pad_token_id=tokenizer.pad_token_id)
             for i, ids in zip(chunk, out[:, enc["input_ids"].shape[1]:].tolist()):
-                answers[i] = _decode(tokenizer, ids, stop)[0]
+                answers[i] = decode_answer(tokenizer, ids, stop)[0]
     return answers
 
 

@@ -29,7 +29,8 @@ from llama_cpp import Llama  # noqa: E402
 
 from prompts import load_template  # noqa: E402
 from synth import ChatRequest, Limits, RequestCache, TeacherClient, load_seeds  # noqa: E402
-from synth.teachers.local import LlamaCppTeacher, packaged_gguf  # noqa: E402
+from seedloop.core.models import packaged_gguf  # noqa: E402
+from synth.teachers.local import LlamaCppTeacher  # noqa: E402
 
 
 def prompts(n: int) -> list[ChatRequest]:

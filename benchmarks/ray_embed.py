@@ -1,5 +1,5 @@
 """Embedding throughput, in-process vs on Ray: N Banking77 rows through seedloop's Embedder (the local
-executor) and RayEmbedder with 1 and 2 workers, in one run, on a Ray instance this script starts on
+executor) and ray_embedder with 1 and 2 workers, in one run, on a Ray instance this script starts on
 this machine (as `--executor ray` does without an address) and stops at the end.
 
     .venv/bin/python benchmarks/ray_embed.py [--rows 1000] [--large 4000]
@@ -52,13 +52,13 @@ def main() -> None:
 
     import ray
     from seedloop.executors import ray_init
-    from seedloop.executors.ray_data import RayEmbedder
+    from seedloop.executors.ray_data import ray_embedder
 
     import sentence_transformers  # noqa: F401  (imported once, untimed: see the docstring)
 
     configs = {"local": lambda: Embedder()}
     for w in (1, 2):
-        configs[f"ray, {w} worker{'s' * (w > 1)}"] = (lambda w=w: RayEmbedder(workers=w, cpus_per_worker=cpus / w))
+        configs[f"ray, {w} worker{'s' * (w > 1)}"] = (lambda w=w: ray_embedder(workers=w, cpus_per_worker=cpus / w))
     seconds: dict[str, list[float]] = {}
     reference = {}
     start_ray = 0.0

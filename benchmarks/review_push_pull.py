@@ -29,8 +29,8 @@ sys.path.insert(0, str(ROOT))
 from curate.review import connect, pull_records, push_records  # noqa: E402
 from curate.review.server import LocalLabelStudio, find_label_studio, free_port, personal_access_token  # noqa: E402
 from curate.review.tasks import to_task  # noqa: E402
-from seedloop.record import new_record, to_frame  # noqa: E402
-from seedloop.tables import write_table  # noqa: E402
+from seedloop.core.record import new_record, to_frame  # noqa: E402
+from seedloop.core.tables import write_table  # noqa: E402
 
 ADMIN, PASSWORD = "bench@localhost", "bench-password-1"
 

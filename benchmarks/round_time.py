@@ -28,8 +28,8 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from seedloop.data import BANKING77  # noqa: E402
-from seedloop.record import new_record, to_frame  # noqa: E402
+from seedloop.core.data import BANKING77  # noqa: E402
+from seedloop.core.record import new_record, to_frame  # noqa: E402
 
 INSTRUCTION = "Classify this banking customer message by intent."
 

@@ -35,8 +35,8 @@ import polars as pl
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from seedloop.data import BANKING77  # noqa: E402
-from seedloop.record import new_record, to_frame  # noqa: E402
+from seedloop.core.data import BANKING77  # noqa: E402
+from seedloop.core.record import new_record, to_frame  # noqa: E402
 
 INSTRUCTION = "Classify this banking customer message by intent."
 
@@ -139,7 +139,8 @@ def main() -> None:
 
     from sentence_transformers import SentenceTransformer
 
-    from train import load_for_inference, packaged_encoder
+    from seedloop.core.models import packaged_encoder
+    from train import load_for_inference
 
     encoder = SentenceTransformer(str(packaged_encoder()), device="cpu")
     smol = load_for_inference("local") if args.zero_shot_rows else None

@@ -68,7 +68,7 @@ class RssSampler:
 def banking_frame(n: int):
     import csv
 
-    from seedloop.record import new_record, to_frame
+    from seedloop.core.record import new_record, to_frame
     from tests.train.banking import BANKING
 
     with (BANKING / "train.csv").open(encoding="utf-8") as fh:

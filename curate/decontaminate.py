@@ -8,7 +8,7 @@ Three checks, counted separately because they catch different leaks:
   contaminated_edit       the row is one light edit (typo, word added/dropped/swapped) of an
                           evaluation row, the same rule as near-exact dedup;
   contaminated_embedding  cosine similarity to the nearest evaluation row at or above the threshold.
-Tokens are `seedloop.text.tokens` (lowercase letters and digits), so case and punctuation never hide a copy.
+Tokens are `seedloop.core.text.tokens` (lowercase letters and digits), so case and punctuation never hide a copy.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import numpy as np
 from curate.drops import Drop
 from curate.edit_dedup import edit_pairs
 from curate.semantic_dedup import exact_index
-from seedloop.text import tokens
+from seedloop.core.text import tokens
 
 MIN_SHORT = 4
 

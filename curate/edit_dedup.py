@@ -27,7 +27,7 @@ import numpy as np
 
 from curate.drops import Drop
 from curate.keep import group_labels, pick_kept
-from seedloop.text import tokens
+from seedloop.core.text import tokens
 
 REASON = "near_duplicate"
 MIN_TOKENS = 4

@@ -1,6 +1,6 @@
 """Exact dedup: rows whose text is the same up to case, whitespace and punctuation.
 
-The key is `seedloop.text.normalized_hash`, the same normalization generation uses, so a row that
+The key is `seedloop.core.text.normalized_hash`, the same normalization generation uses, so a row that
 differs only by "Hi," vs "hi" or a trailing "?" is the same row.
 """
 
@@ -12,7 +12,7 @@ import numpy as np
 
 from curate.drops import Drop
 from curate.keep import pick_kept
-from seedloop.text import normalized_hash
+from seedloop.core.text import normalized_hash
 
 REASON = "exact_duplicate"
 

@@ -15,9 +15,8 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from prompts import load_template
-from seedloop.errors import ConfigError
-from synth import ChatRequest, Limits, PriceTable, RequestCache, TeacherClient, make_teacher
-from synth.teachers import Teacher
+from seedloop.core.errors import ConfigError
+from synth import ChatRequest, Limits, PriceTable, RequestCache, Teacher, TeacherClient, make_teacher
 
 TEMPLATE = "curate/judge"
 PREFILL = "Score:"

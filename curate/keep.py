@@ -10,7 +10,7 @@ from typing import Sequence
 
 import numpy as np
 
-from seedloop.errors import ConfigError
+from seedloop.core.errors import ConfigError
 
 POLICIES = ("seed-first", "score")
 

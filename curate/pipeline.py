@@ -29,11 +29,11 @@ from curate.embed import Embedder
 from curate.judge import Verdicts
 from curate.keep import keep_rank
 from curate.rows import checked_texts, row_text
-from curate.select import select as select_rows
-from seedloop.heuristics import MAX_OUTPUT_CHARS, check_output
+from curate.diversity import select_diverse as select_rows
+from seedloop.core.heuristics import MAX_OUTPUT_CHARS, check_output
 
 Progress = Callable[[str, int, int], None]   # (step, done, total)
-RULES = {   # seedloop.heuristics.check_output's reasons, for the drop's detail
+RULES = {   # seedloop.core.heuristics.check_output's reasons, for the drop's detail
     "empty_output": "the output is empty",
     "output_too_long": f"the output is longer than {MAX_OUTPUT_CHARS} characters",
     "refusal": "the output refuses or apologizes instead of answering",
@@ -47,6 +47,17 @@ class Against:
     texts: list[str]
     ids: list[str]
     where: list[str]
+
+    @classmethod
+    def from_tables(cls, tables: Sequence[tuple[str, pl.DataFrame]], on: str = "prompt") -> "Against":
+        """The rows of (name, record table) pairs, each row located as 'NAME record N'."""
+        out = cls([], [], [])
+        for name, df in tables:
+            for i, r in enumerate(df.select("id", "instruction", "input", "output").iter_rows(named=True)):
+                out.texts.append(row_text(r["instruction"], r["input"], r["output"], on))
+                out.ids.append(r["id"])
+                out.where.append(f"{name} record {i + 1}")
+        return out
 
 
 @dataclass
@@ -68,7 +79,7 @@ class CurateResult:
     cached: int = 0
 
 
-class _Ledger:
+class _DropLog:
     """Which rows are still in, and why each other one left."""
 
     def __init__(self, n: int):
@@ -90,7 +101,7 @@ class _Ledger:
         self.steps.append((step, before, int(self.alive.sum())))
 
 
-def curate(df: pl.DataFrame, embedder: Embedder, *, threshold: float = 0.95, keep: str = "seed-first",
+def curate_table(df: pl.DataFrame, embedder: Embedder, *, threshold: float = 0.95, keep: str = "seed-first",
            on: str = "prompt", heuristics: bool = True, against: Against | None = None,
            against_threshold: float = 0.95, ngram: int = 13, judge: Callable[..., Verdicts] | None = None,
            min_score: float | None = None, select: int | None = None, select_by: str = "diversity",
@@ -104,7 +115,7 @@ def curate(df: pl.DataFrame, embedder: Embedder, *, threshold: float = 0.95, kee
     ids = df.get_column("id").to_list()
     sources = df.get_column("source").to_list()
     dicts = df.select("instruction", "input", "output").to_dicts()
-    led = _Ledger(len(texts))
+    led = _DropLog(len(texts))
     if heuristics:
         led.apply("heuristics", np.arange(len(texts)), [
             Drop(i, reason, detail=RULES.get(reason, reason)) for i, d in enumerate(dicts)
@@ -147,7 +158,7 @@ def curate(df: pl.DataFrame, embedder: Embedder, *, threshold: float = 0.95, kee
                         encoded=embedder.encoded, cached=embedder.cached)
 
 
-def _decontaminate(led: _Ledger, embedder: Embedder, texts: list[str], emb_rows: np.ndarray, x: np.ndarray,
+def _decontaminate(led: _DropLog, embedder: Embedder, texts: list[str], emb_rows: np.ndarray, x: np.ndarray,
                    against: Against, threshold: float, ngram: int, progress) -> None:
     live = led.alive[emb_rows]
     ex = embedder.embed(against.texts, progress=_step(progress, "embedding --against rows"))
@@ -156,7 +167,7 @@ def _decontaminate(led: _Ledger, embedder: Embedder, texts: list[str], emb_rows:
         threshold=threshold, n=ngram))
 
 
-def _semantic(led: _Ledger, xs: np.ndarray, rows: np.ndarray, ids: list[str], rank: np.ndarray,
+def _semantic(led: _DropLog, xs: np.ndarray, rows: np.ndarray, ids: list[str], rank: np.ndarray,
               threshold: float, index: str, k: int, progress) -> semantic_dedup.NeighbourGraph:
     # searched down to the curve's lowest threshold, so one graph also gives the whole curve
     graph = semantic_dedup.neighbour_graph(xs, min_similarity=min(threshold, semantic_dedup.CURVE[0]), k=k,
@@ -166,7 +177,7 @@ def _semantic(led: _Ledger, xs: np.ndarray, rows: np.ndarray, ids: list[str], ra
     return graph
 
 
-def _select(led: _Ledger, emb_rows: np.ndarray, x: np.ndarray, rank: np.ndarray, verdicts: Verdicts | None,
+def _select(led: _DropLog, emb_rows: np.ndarray, x: np.ndarray, rank: np.ndarray, verdicts: Verdicts | None,
             k: int, strategy: str, progress) -> None:
     rows = led.rows()
     pos = {int(r): j for j, r in enumerate(emb_rows)}
@@ -191,7 +202,7 @@ def _judge(judge, dicts: list[dict], rows: np.ndarray, progress) -> Verdicts:
     return got
 
 
-def _fill_similarity(led: _Ledger, emb_rows: np.ndarray, x: np.ndarray) -> None:
+def _fill_similarity(led: _DropLog, emb_rows: np.ndarray, x: np.ndarray) -> None:
     """Near-exact duplicates get the cosine to the row they duplicate, like semantic ones."""
     pos = {int(r): j for j, r in enumerate(emb_rows)}
     for row, d in led.drops.items():
@@ -200,7 +211,7 @@ def _fill_similarity(led: _Ledger, emb_rows: np.ndarray, x: np.ndarray) -> None:
             led.drops[row] = Drop(row, d.reason, d.dup_of, sim, d.detail, d.dup_row)
 
 
-def _frames(df: pl.DataFrame, led: _Ledger, verdicts: Verdicts | None) -> tuple[pl.DataFrame, pl.DataFrame]:
+def _frames(df: pl.DataFrame, led: _DropLog, verdicts: Verdicts | None) -> tuple[pl.DataFrame, pl.DataFrame]:
     n = df.height
     dup_of, sim, reason, detail = [None] * n, [None] * n, [None] * n, [None] * n
     for row, d in led.drops.items():
@@ -223,4 +234,4 @@ def _frames(df: pl.DataFrame, led: _Ledger, verdicts: Verdicts | None) -> tuple[
     return full.filter(alive), drops
 
 
-__all__ = ["Against", "CurateResult", "curate", "row_text"]
+__all__ = ["Against", "CurateResult", "curate_table", "row_text"]

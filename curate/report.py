@@ -13,7 +13,7 @@ import numpy as np
 
 from curate import plots
 from curate.pipeline import CurateResult
-from seedloop.atomic import write_text
+from seedloop.core.atomic import write_text
 
 PAIRS_PER_REASON = 15
 KEPT_SAMPLE = 25

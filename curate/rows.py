@@ -10,7 +10,7 @@ from pathlib import Path
 
 import polars as pl
 
-from seedloop.errors import ConfigError, InputError
+from seedloop.core.errors import ConfigError, InputError
 
 FIELDS = ("prompt", "output", "all")
 _MISSING = {"nan", "none", "null"}   # what a float NaN or a Python None becomes when cast to text

@@ -25,7 +25,7 @@ import numpy as np
 
 from curate.drops import Drop
 from curate.keep import group_labels, pick_kept
-from seedloop.errors import ConfigError
+from seedloop.core.errors import ConfigError
 
 REASON = "semantic_duplicate"
 # Measured (benchmarks/curate_graph.py crossover, 2 shared cores, 384 dims): exact vs IVF graph took

@@ -17,7 +17,7 @@ import jinja2
 import jinja2.meta
 import yaml
 
-from seedloop.errors import SeedloopError
+from seedloop.core.errors import SeedloopError
 
 _ENV = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=False,
                           trim_blocks=True, lstrip_blocks=True)
@@ -92,3 +92,6 @@ def list_templates() -> list[str]:
         if sub.is_dir() and not sub.name.startswith("_"):
             out += [f"{sub.name}/{p.name[:-5]}" for p in sub.iterdir() if p.name.endswith(".yaml")]
     return sorted(out)
+
+
+__all__ = ["ChatTemplate", "MissingVariable", "TemplateError", "list_templates", "load_template", "load_text"]

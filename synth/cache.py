@@ -4,7 +4,7 @@ Every completed request is stored under a hash of (provider, model, endpoint, pa
 before its result is used, so a run killed at any point and started again pays for nothing twice,
 and another server never answers from this one's rows. The ledger is the same table read by teacher
 and by job. Schema changes are append-only numbered migrations (`PRAGMA user_version` holds how many
-have run; see seedloop/sqlite.py). Rows of API teachers written before the endpoint joined the key
+have run; see seedloop/core/sqlite.py). Rows of API teachers written before the endpoint joined the key
 stay in the ledger, but no request matches them again (in-process teachers have no endpoint, and
 their keys did not change).
 """
@@ -16,7 +16,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from seedloop.sqlite import open_db
+from seedloop.core.sqlite import open_db
 from synth.teachers.base import ChatRequest, Completion
 
 MIGRATIONS = [

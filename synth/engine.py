@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 from aiolimiter import AsyncLimiter
 
-from seedloop.errors import BudgetExceeded, ConfigError, TeacherError
+from seedloop.core.errors import BudgetExceeded, ConfigError, TeacherError
 from synth.cache import RequestCache
 from synth.prices import Price, PriceTable
 from synth.teachers.base import ChatRequest, Completion, Teacher, TransientError, cache_key

@@ -13,9 +13,9 @@ from __future__ import annotations
 import re
 
 from prompts import load_template
-from seedloop.heuristics import check_instruction, check_output
-from seedloop.record import new_record
-from seedloop.text import normalize, rouge_l
+from seedloop.core.heuristics import check_instruction, check_output
+from seedloop.core.record import new_record
+from seedloop.core.text import normalize, rouge_l
 from synth import parse
 from synth.engine import TeacherClient
 from synth.scheduler import SlotContext, SlotResult

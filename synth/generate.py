@@ -10,8 +10,8 @@ from typing import Callable
 
 import polars as pl
 
-from seedloop.errors import ConfigError
-from seedloop.record import to_frame
+from seedloop.core.errors import ConfigError
+from seedloop.core.record import to_frame
 from synth.cache import RequestCache
 from synth.engine import Limits, Stats, TeacherClient
 from synth.evol_instruct import EvolInstructGenerator

@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 from collections import Counter, defaultdict
 
-from seedloop.text import lcs_length, tokens
+from seedloop.core.text import lcs_length, tokens
 
 _STOP = frozenset("""a an the and or but if of to in on at by for with from as is are was were be been
 being it its this that these those you your yours i me my we our they them their he she his her what

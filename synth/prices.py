@@ -9,7 +9,7 @@ from pathlib import Path
 
 import yaml
 
-from seedloop.errors import ConfigError, InputError, require_file
+from seedloop.core.errors import ConfigError, InputError, require_file
 
 
 @dataclass(frozen=True)

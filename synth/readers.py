@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from seedloop.errors import InputError, require_file
+from seedloop.core.errors import InputError, require_file
 
 FILE_KINDS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".csv": "csv", ".parquet": "parquet"}
 LIST_FIELDS = ("messages", "conversations", "instances")  # JSON text in a CSV cell is parsed

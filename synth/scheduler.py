@@ -24,7 +24,7 @@ import random
 from dataclasses import dataclass, field
 from typing import Awaitable, Callable
 
-from seedloop.errors import BudgetExceeded
+from seedloop.core.errors import BudgetExceeded
 from synth.novelty import RougeNoveltyIndex
 
 

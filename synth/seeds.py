@@ -22,8 +22,8 @@ from typing import Any, Callable
 
 import polars as pl
 
-from seedloop.errors import InputError, warn_input
-from seedloop.record import new_record, to_frame
+from seedloop.core.errors import InputError, warn_input
+from seedloop.core.record import new_record, to_frame
 from synth.readers import RawRow, read_rows
 
 # format -> the fields whose presence identifies it (checked in this order)

@@ -17,9 +17,9 @@ import asyncio
 import re
 
 from prompts import load_template
-from seedloop.errors import BudgetExceeded, ConfigError
-from seedloop.heuristics import check_instruction, check_output
-from seedloop.record import new_record
+from seedloop.core.errors import BudgetExceeded, ConfigError
+from seedloop.core.heuristics import check_instruction, check_output
+from seedloop.core.record import new_record
 from synth import parse
 from synth.engine import TeacherClient
 from synth.scheduler import SlotContext, SlotResult

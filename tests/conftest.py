@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from seedloop.data import BANKING77  # noqa: F401  (tests import it from here)
+from seedloop.core.data import BANKING77  # noqa: F401  (tests import it from here)
 from tests.fakes import FakeLLMServer
 
 pytest_plugins = ["tests.label_studio"]   # the session Label Studio server (review, active learning, loop)
@@ -45,7 +45,7 @@ def fake_llm():
 @pytest.fixture(scope="session")
 def llama_server(tmp_path_factory):
     """The real OpenAI-compatible server of llama-cpp-python, serving the packaged SmolLM2 GGUF."""
-    from synth.teachers.local import packaged_gguf
+    from seedloop.core.models import packaged_gguf
 
     port = free_port()
     log = tmp_path_factory.mktemp("llama_server") / "server.log"

@@ -13,6 +13,7 @@ The public surface other stages use (names load lazily: `import train` does not 
         are dequantized once and the adapter merged into them), or a plain model folder.
     answer(model, tokenizer, records, max_new_tokens=64) -> [Answer(text, token_ids, token_logprobs)]
         Greedy answers with the log-probability of every generated token.
+    sample_answers(model, tokenizer, records, n, ...) -> sampled answers with token log-probs (for disagreement)
     response_logprobs(model, tokenizer, records) -> [(summed log-prob of record's output, tokens)]
     score_options(model, tokenizer, records, options) -> array (records x options) of log-probs
     render_prompt(record, tokenizer) -> str
@@ -28,7 +29,7 @@ Classifier students (train/classifier*.py), for tables whose outputs come from a
         LoRA and a label head on an encoder (mean pooling) or a causal LM (4-bit, SEQ_CLS);
         settings are the keys of train/configs/classifier.yaml.
     load_classifier(dir) -> Classifier with .labels and .predict_proba(texts) -> (n x labels) array
-    is_classifier(dir), classifier_text(record), packaged_encoder() -> Path (all-MiniLM-L6-v2)
+    is_classifier(dir), classifier_text(record)
     pick_task(df, task="auto"), detect_labels(outputs), plan_training(data, task=..., ...) -> TrainingPlan
 
 Records: `instruction`/`input`/`output`, or `messages` when present. Rows with status 'rejected'
@@ -42,12 +43,13 @@ import importlib
 
 _EXPORTS = {
     "train": "train.recipe", "evaluate": "train.evaluation", "load_for_inference": "train.inference",
-    "answer": "train.inference", "Answer": "train.inference", "response_logprobs": "train.inference",
+    "answer": "train.inference", "Answer": "train.inference", "sample_answers": "train.inference",
+    "response_logprobs": "train.inference",
     "score_options": "train.inference", "render_prompt": "train.chat", "merge_adapter": "train.export",
     "copy_adapter": "train.export", "packaged_student": "train.models", "tiny_llama": "train.models",
     "tiny_bert": "train.models", "train_classifier": "train.classifier", "classifier_text": "train.classifier",
     "load_classifier": "train.classifier_model", "is_classifier": "train.classifier_model",
-    "packaged_encoder": "train.classifier_model", "Classifier": "train.classifier_model",
+    "Classifier": "train.classifier_model",
     "pick_task": "train.task", "plan_training": "train.task", "detect_labels": "train.task",
 }
 _RENAMED = {"resolve_config": ("train.config", "resolve")}

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from seedloop.errors import ConfigError, InputError
+from seedloop.core.errors import ConfigError, InputError
 
 CHATML_FALLBACK = (
     "{% for message in messages %}"

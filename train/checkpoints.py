@@ -15,8 +15,8 @@ from pathlib import Path
 
 import torch
 
-from seedloop.atomic import atomic_path
-from seedloop.errors import ConfigError
+from seedloop.core.atomic import atomic_path
+from seedloop.core.errors import ConfigError
 
 FORMAT = 1
 

@@ -23,9 +23,9 @@ import numpy as np
 import polars as pl
 import torch
 
-from seedloop.atomic import write_text
-from seedloop.errors import InputError
-from seedloop.tables import read_table
+from seedloop.core.atomic import write_text
+from seedloop.core.errors import InputError
+from seedloop.core.tables import read_table
 from train import classifier_model as cm
 from train.config import resolve
 

@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from seedloop.errors import InputError
-from seedloop.tables import write_table
+from seedloop.core.errors import InputError
+from seedloop.core.tables import write_table
 from train.classifier import labelled_pairs
 from train.classifier_model import load_classifier
 

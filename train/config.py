@@ -14,7 +14,7 @@ from typing import Any, Iterable
 
 import yaml
 
-from seedloop.errors import ConfigError
+from seedloop.core.errors import ConfigError
 
 DEFAULT = "qlora"
 # keys whose default is null, and what they hold when set

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import polars as pl
 
-from seedloop.errors import InputError
+from seedloop.core.errors import InputError
 from train.chat import render_segments
 
 IGNORE = -100

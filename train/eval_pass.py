@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import torch
 
 from train.data import IGNORE, collate, encode_record
-from train.inference import _decode, _stop_ids
+from train.inference import decode_answer, stop_ids
 from train.loss import response_nll
 from train.prompt_cache import continuation_logprobs, generate_answers, prompt_batches, prompt_ids
 
@@ -53,7 +53,7 @@ def evaluation_pass(model, tokenizer, records: list[dict], *, options: list[list
     prompts = prompt_ids(tokenizer, records)
     targets, others, dropped = _loss_targets(records, prompts, tokenizer, max_length)
     pad_id = tokenizer.pad_token_id or 0
-    stop, shortcut = _stop_ids(tokenizer), _plain_greedy(model)
+    stop, shortcut = stop_ids(tokenizer), _plain_greedy(model)
     n = len(records)
     answers, best, target_lp, generated, done = [""] * n, [None] * n, [None] * n, 0, 0
     for batch in prompt_batches(model, prompts, batch_size=batch_size, pad_id=pad_id):
@@ -63,7 +63,7 @@ def evaluation_pass(model, tokenizer, records: list[dict], *, options: list[list
         if rest:
             new, _ = generate_answers(model, batch, rest, max_new_tokens=max_new_tokens, stop=stop, pad_id=pad_id)
             for row, ids in zip(rest, new.tolist()):
-                texts[row] = _decode(tokenizer, ids, stop)[0]
+                texts[row] = decode_answer(tokenizer, ids, stop)[0]
         for row, i in enumerate(batch.index):
             answers[i] = texts[row]
             target_lp[i] = known[row][tuple(targets[i])][0] if targets[i] else None
@@ -120,7 +120,7 @@ def _greedy_text(tokenizer, known: dict, stop: list[int], max_new_tokens: int) -
     for continuation, (_, lead) in known.items():
         end = next((t for t, token in enumerate(continuation) if token in stop), None)
         if end is not None and lead > end and end < max_new_tokens:
-            return _decode(tokenizer, list(continuation), stop)[0]
+            return decode_answer(tokenizer, list(continuation), stop)[0]
     return None
 
 

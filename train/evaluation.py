@@ -13,9 +13,9 @@ from pathlib import Path
 
 import polars as pl
 
-from seedloop.errors import InputError
-from seedloop.tables import read_table, write_table
-from seedloop.text import normalize, rouge_l
+from seedloop.core.errors import InputError
+from seedloop.core.tables import read_table, write_table
+from seedloop.core.text import normalize, rouge_l
 from train.data import training_records
 from train.eval_pass import evaluation_pass
 from train.inference import load_for_inference, option_token_ids

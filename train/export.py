@@ -15,8 +15,8 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from seedloop.atomic import atomic_path
-from seedloop.errors import InputError
+from seedloop.core.atomic import atomic_path
+from seedloop.core.errors import InputError
 from train.classifier_model import is_classifier
 from train.models import load_base
 
@@ -39,14 +39,14 @@ def merge_adapter(adapter_dir: str | Path, out: str | Path, *, dtype: str = "bf1
     from peft import PeftModel
     from transformers import AutoTokenizer
 
-    from train.inference import _base_of, _train_config
+    from train.inference import adapter_base, adapter_train_config
 
     folder = _adapter_folder(adapter_dir)
     if dtype not in ("bf16", "fp32"):
         raise InputError(f"merge dtype should be bf16 or fp32, found {dtype!r}", field="dtype")
     if is_classifier(folder):
         return _merge_classifier(folder, Path(out), dtype)
-    base = load_base(_base_of(folder, _train_config(folder)), four_bit=False, dtype=dtype)
+    base = load_base(adapter_base(folder, adapter_train_config(folder)), four_bit=False, dtype=dtype)
     merged = PeftModel.from_pretrained(base, str(folder)).merge_and_unload()
     tokenizer = AutoTokenizer.from_pretrained(folder)
     with atomic_path(out) as tmp:

@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 import yaml
 
-from seedloop.errors import InputError
+from seedloop.core.errors import InputError
 from train.chat import render_prompt, setup_chat_template
 from train.data import IGNORE, Example, collate, encode_record
 from train.loss import target_logprobs
@@ -48,8 +48,8 @@ def load_for_inference(model_dir: str | Path, *, four_bit: bool | None = None, d
         model = load_base(folder, four_bit=bool(four_bit), dtype=dtype or "auto")
         tokenizer = AutoTokenizer.from_pretrained(folder)
     else:
-        trained = _train_config(folder)
-        base = _base_of(folder, trained)
+        trained = adapter_train_config(folder)
+        base = adapter_base(folder, trained)
         model = load_base(base, four_bit=trained.get("four_bit", True) if four_bit is None else four_bit,
                           dtype=dtype or trained.get("dtype", "auto"))
         model = _merged_on_cpu(model, folder)
@@ -85,12 +85,13 @@ def _merged_on_cpu(model, folder: Path):
     return PeftModel.from_pretrained(model, str(folder)).merge_and_unload()
 
 
-def _train_config(folder: Path) -> dict:
+def adapter_train_config(folder: Path) -> dict:
+    """The training config saved with an adapter (train_config.yaml), or {} when there is none."""
     path = folder / "train_config.yaml"
     return yaml.safe_load(path.read_text()) if path.is_file() else {}
 
 
-def _base_of(folder: Path, trained: dict) -> Path:
+def adapter_base(folder: Path, trained: dict) -> Path:
     """The base an adapter was trained on: its recorded path if it still exists, else its spec."""
     for candidate in (trained.get("base_path"), trained.get("base"),
                       json.loads((folder / "adapter_config.json").read_text()).get("base_model_name_or_path")):
@@ -100,12 +101,14 @@ def _base_of(folder: Path, trained: dict) -> Path:
                      "base_path/base and adapter_config.json)", file=str(folder))
 
 
-def _stop_ids(tokenizer) -> list[int]:
+def stop_ids(tokenizer) -> list[int]:
+    """The token ids that end an answer: end of sequence, and ChatML's end of turn when it is a token."""
     return [tokenizer.eos_token_id] + [tokenizer.convert_tokens_to_ids(t) for t in ("<|im_end|>",)
                                        if t in tokenizer.get_vocab()]
 
 
-def _decode(tokenizer, ids: list[int], stop: list[int]) -> tuple[str, int]:
+def decode_answer(tokenizer, ids: list[int], stop: list[int]) -> tuple[str, int]:
+    """(the answer's text, how many tokens it used): generated ids cut at the first stop id."""
     n = next((i for i, t in enumerate(ids) if t in stop), len(ids))
     # with the ChatML fallback the end-of-turn marker is plain text: cut there
     return tokenizer.decode(ids[:n], skip_special_tokens=True).split("<|im_end|>")[0].strip(), n
@@ -123,7 +126,7 @@ def answer(model, tokenizer, records: list[dict], *, max_new_tokens: int = 64, b
     """Greedy answers to `records` (their prompts as in training), with per-token log-probabilities
     and next-token entropies, from the same forward passes that generate the answer."""
     device = next(p.device for p in model.parameters())
-    stop = _stop_ids(tokenizer)
+    stop = stop_ids(tokenizer)
     answers = []
     for start in range(0, len(records), batch_size):
         inputs = _prompts(tokenizer, records[start:start + batch_size], device)
@@ -134,7 +137,7 @@ def answer(model, tokenizer, records: list[dict], *, max_new_tokens: int = 64, b
         chosen = logp.gather(-1, new.unsqueeze(-1)).squeeze(-1)
         entropy = -(logp.exp() * logp).sum(-1)
         for ids, lps, hs in zip(new.tolist(), chosen.tolist(), entropy.tolist()):
-            text, n = _decode(tokenizer, ids, stop)
+            text, n = decode_answer(tokenizer, ids, stop)
             answers.append(Answer(text, ids[:n], lps[:n], hs[:n]))
         if progress:
             progress(len(answers))
@@ -146,7 +149,7 @@ def sample_answers(model, tokenizer, records: list[dict], *, n: int = 5, tempera
                    max_new_tokens: int = 64, batch_size: int = 8, seed: int = 0) -> list[list[str]]:
     """`n` sampled answers per record (for sampling disagreement); seeded, so a re-run repeats."""
     device = next(p.device for p in model.parameters())
-    stop = _stop_ids(tokenizer)
+    stop = stop_ids(tokenizer)
     torch.manual_seed(seed)
     samples = []
     for start in range(0, len(records), batch_size):
@@ -154,7 +157,7 @@ def sample_answers(model, tokenizer, records: list[dict], *, n: int = 5, tempera
         out = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=True, temperature=temperature,
                              top_k=0, top_p=1.0, num_return_sequences=n, eos_token_id=stop,
                              pad_token_id=tokenizer.pad_token_id)
-        texts = [_decode(tokenizer, ids, stop)[0] for ids in out[:, inputs["input_ids"].shape[1]:].tolist()]
+        texts = [decode_answer(tokenizer, ids, stop)[0] for ids in out[:, inputs["input_ids"].shape[1]:].tolist()]
         samples += [texts[i:i + n] for i in range(0, len(texts), n)]
     return samples
 

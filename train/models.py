@@ -16,8 +16,8 @@ import logging
 import os
 from pathlib import Path
 
-from seedloop.atomic import atomic_path
-from seedloop.errors import ConfigError, InputError
+from seedloop.core.atomic import atomic_path
+from seedloop.core.errors import ConfigError, InputError
 
 PACKAGED_NAMES = ("local", "smollm2")
 PACKAGED_FOLDER = "SmolLM2-135M-Instruct"
@@ -37,7 +37,7 @@ def packaged_student(dir: str | os.PathLike | None = None) -> Path:
     target = Path(dir) if dir else models_dir() / PACKAGED_FOLDER
     if (target / "config.json").is_file():
         return target
-    from synth.teachers.local import packaged_gguf
+    from seedloop.core.models import packaged_gguf
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     gguf = packaged_gguf()
@@ -95,7 +95,7 @@ def tiny_bert(dir: str | os.PathLike, *, layers: int = 2, hidden: int = 32, seed
     import torch
     from transformers import AutoTokenizer, BertConfig, BertModel
 
-    from train.classifier_model import packaged_encoder
+    from seedloop.core.models import packaged_encoder
 
     target = Path(dir)
     if (target / "config.json").is_file():
@@ -111,7 +111,7 @@ def tiny_bert(dir: str | os.PathLike, *, layers: int = 2, hidden: int = 32, seed
 
 
 def _packaged_tokenizer():
-    from synth.teachers.local import packaged_gguf
+    from seedloop.core.models import packaged_gguf
     from transformers import AutoTokenizer
 
     student = models_dir() / PACKAGED_FOLDER

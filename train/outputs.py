@@ -18,7 +18,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from seedloop.atomic import write_text
+from seedloop.core.atomic import write_text
 from train.config import dump
 from train.tracking import plot_losses
 

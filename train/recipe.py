@@ -24,8 +24,8 @@ from typing import Callable
 import polars as pl
 import torch
 
-from seedloop.errors import ConfigError, InputError
-from seedloop.tables import read_table
+from seedloop.core.errors import ConfigError, InputError
+from seedloop.core.tables import read_table
 from train import checkpoints as ckpt
 from train.chat import setup_chat_template
 from train.data import collate, encode_records, plan_epoch, split_eval, training_records

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import polars as pl
 
-from seedloop.errors import ConfigError
+from seedloop.core.errors import ConfigError
 
 TASKS = ("auto", "classification", "generation")
 MAX_LABELS = 50          # more distinct outputs than this is free text, not labels
@@ -73,7 +73,7 @@ class TrainingPlan:
 def plan_training(data, *, task: str = "auto", base: str | None = None, config=None, overrides=(),
                   labels: list[str] | None = None, **explicit) -> TrainingPlan:
     """Read the table once, pick the task, resolve that recipe's config (YAML + key=value + flags)."""
-    from seedloop.tables import read_table
+    from seedloop.core.tables import read_table
     from train.config import resolve
 
     df = data if isinstance(data, pl.DataFrame) else read_table(data)

@@ -12,7 +12,7 @@ import resource
 import sys
 from pathlib import Path
 
-from seedloop.errors import ConfigError
+from seedloop.core.errors import ConfigError
 
 
 class Tracker:
@@ -102,7 +102,7 @@ def plot_losses(history: list[dict], evals: list[dict], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from seedloop.atomic import atomic_path
+    from seedloop.core.atomic import atomic_path
 
     fig, ax = plt.subplots(figsize=(6, 3.5))
     if history:

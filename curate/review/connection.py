@@ -17,7 +17,7 @@ import time
 from typing import Callable, TypeVar
 
 from curate.review.errors import AuthFailed, ReviewError, Unreachable
-from seedloop.errors import ConfigError, SeedloopError
+from seedloop.core.errors import ConfigError, SeedloopError
 
 T = TypeVar("T")
 URL_ENV, KEY_ENV = "LABEL_STUDIO_URL", "LABEL_STUDIO_API_KEY"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from seedloop.errors import SeedloopError
+from seedloop.core.errors import SeedloopError
 
 
 class ReviewError(SeedloopError):

@@ -19,7 +19,7 @@ from curate.review.connection import LabelStudioConnection
 from curate.review.project import require_project
 from curate.review.tasks import to_record
 from curate.review.verdicts import Decision, Vote, decide, read_annotation
-from seedloop.record import to_frame
+from seedloop.core.record import to_frame
 
 
 @dataclass

@@ -21,7 +21,7 @@ from curate.review import tasks
 from curate.review.connection import LabelStudioConnection
 from curate.review.errors import ReviewError
 from curate.review.project import Project, ensure_project, existing_record_ids
-from seedloop.errors import InputError
+from seedloop.core.errors import InputError
 
 MAX_BATCH = 1000   # the limit per import request; the server would take more
 

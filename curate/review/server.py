@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Callable
 
 from curate.review.errors import AuthFailed, ReviewError
-from seedloop.errors import ConfigError
+from seedloop.core.errors import ConfigError
 
 ENV_EXECUTABLE = "SEEDLOOP_LABEL_STUDIO"
 VENV_EXECUTABLE = Path(".venv-labelstudio") / "bin" / "label-studio"

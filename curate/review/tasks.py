@@ -13,7 +13,7 @@ import math
 from typing import Any
 
 from prompts import load_text
-from seedloop.record import SCHEMA
+from seedloop.core.record import SCHEMA
 
 CONFIG = "label_studio/review.xml"
 INSTRUCTIONS = "label_studio/review_instructions.xml"

@@ -18,7 +18,7 @@ import json
 import random
 from pathlib import Path
 
-from seedloop.data import banking77_rows
+from seedloop.core.data import banking77_rows
 
 INTENTS = ("card_arrival", "card_delivery_estimate", "card_not_working", "card_swallowed", "lost_or_stolen_card",
            "compromised_card", "declined_card_payment", "card_payment_not_recognised", "contactless_not_working",

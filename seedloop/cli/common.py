@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from seedloop.errors import InputWarning, SeedloopError
+from seedloop.core.errors import InputWarning, SeedloopError
 
 # emoji off: "openai:x:" is a teacher spec, not ❌
 console = Console(stderr=True, emoji=False)   # progress, summaries and errors
@@ -62,3 +62,16 @@ def _show_warning(show_other, message, category, *args, **kwargs) -> None:
         console.print(f"[yellow]warning:[/] {escape(str(message))}", highlight=False, soft_wrap=True)
     else:
         show_other(message, category, *args, **kwargs)
+
+
+def quiet_libraries() -> None:
+    """Silence library chatter a user cannot act on, before a command loads the models."""
+    # bitsandbytes warns that an optional fused CPU kernel (for the eval path we turn off) is missing,
+    # and transformers/peft warn about renamed methods they call themselves: nothing a user can act on
+    logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()   # our own progress bar is the one to watch
+    warnings.filterwarnings("ignore", message=".*gemv_4bit.*")

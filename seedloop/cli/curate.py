@@ -11,9 +11,9 @@ from rich.table import Table
 
 from curate.semantic_dedup import EXACT_MAX_ROWS
 from seedloop.cli.common import console, default_cache, handle_errors
-from seedloop.errors import ConfigError, InputError
+from seedloop.core.errors import ConfigError, InputError
 from seedloop.executors import check_executor
-from seedloop.tables import TABLE_SUFFIXES, export_hf, read_table, write_table
+from seedloop.core.tables import TABLE_SUFFIXES, export_hf, read_table, write_table
 
 
 def _check_suffix(path: Path | None, option: str) -> None:
@@ -32,7 +32,7 @@ def _check_options(threshold: float, against_threshold: float, min_score: float 
     numeric ranges are checked by typer as the options are parsed."""
     from curate.keep import POLICIES
     from curate.rows import FIELDS
-    from curate.select import STRATEGIES
+    from curate.diversity import STRATEGIES
     from curate.semantic_dedup import check_threshold
 
     _check_choice("--keep", keep, POLICIES)
@@ -51,17 +51,10 @@ def _check_options(threshold: float, against_threshold: float, min_score: float 
 
 def _load_against(files: list[Path], fmt: str | None, on: str):
     """Every --against file through the seed reader (any seed format), as one list of rows."""
-    from curate.pipeline import Against, row_text
+    from curate.pipeline import Against
     from synth import load_seeds
 
-    out = Against([], [], [])
-    for path in files:
-        df = load_seeds(path, fmt)
-        for i, r in enumerate(df.select("id", "instruction", "input", "output").iter_rows(named=True)):
-            out.texts.append(row_text(r["instruction"], r["input"], r["output"], on))
-            out.ids.append(r["id"])
-            out.where.append(f"{path.name} record {i + 1}")
-    return out
+    return Against.from_tables([(path.name, load_seeds(path, fmt)) for path in files], on)
 
 
 @handle_errors
@@ -122,16 +115,16 @@ def curate(
     _check_options(threshold, against_threshold, min_score, report, keep, on, select_by, index, judge)
     df = read_table(table)
     from curate.embed import Embedder
-    from curate.pipeline import curate as run_curate
+    from curate.pipeline import curate_table as run_curate
 
     against_rows = _load_against(against or [], against_format, on)
     request_cache = cache or default_cache()
     judge_fn = _judge_fn(judge, request_cache, out_path, base_url, concurrency, max_cost) if judge else None
     embed_path = embed_cache or request_cache.parent / "embeddings.sqlite"
     if executor == "ray":
-        from seedloop.executors.ray_data import RayEmbedder
+        from seedloop.executors.ray_data import ray_embedder
 
-        embedder = RayEmbedder(model, cache=embed_path, address=ray_address)
+        embedder = ray_embedder(model, cache=embed_path, address=ray_address)
     else:
         embedder = Embedder(model, cache=embed_path)
     console.print(f"[bold]seedloop curate[/] {df.height} rows from {table}; threshold {threshold}, keep {keep}"

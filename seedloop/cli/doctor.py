@@ -1,4 +1,4 @@
-"""`seedloop doctor`: check this machine before a long run (the logic is in seedloop/doctor.py)."""
+"""`seedloop doctor`: check this machine before a long run (the logic is in seedloop/cli/checks.py)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from seedloop.cli.common import console, handle_errors, out
-from seedloop.doctor import Result, default_checks, run_check
+from seedloop.cli.checks import Result, default_checks, run_check
 
 STYLE = {"ok": "green", "FAIL": "bold red", "skipped": "dim"}
 

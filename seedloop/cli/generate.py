@@ -9,9 +9,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from seedloop.cli.common import console, default_cache, handle_errors, more_than, out
-from seedloop.errors import ConfigError, InputError, TeacherError
+from seedloop.core.errors import ConfigError, InputError, TeacherError
 from seedloop.executors import check_executor
-from seedloop.tables import TABLE_SUFFIXES, export_hf, write_table
+from seedloop.core.tables import TABLE_SUFFIXES, export_hf, write_table
 from synth.cache import RequestCache
 from synth.engine import Limits
 from synth.generate import METHODS, run_generate

@@ -10,8 +10,8 @@ import typer
 from rich import box
 from rich.table import Table
 
-from seedloop.cli.common import console, handle_errors, more_than, out
-from seedloop.errors import ConfigError
+from seedloop.cli.common import console, handle_errors, more_than, out, quiet_libraries
+from seedloop.core.errors import ConfigError
 
 
 def _say(text: str) -> None:
@@ -83,7 +83,7 @@ def cycle(
     promote, score the pool, select and push. Re-run after a crash: finished steps are skipped."""
     from seedloop.loop import run_cycle
     from seedloop.loop.cycle import finished_rounds
-    from seedloop.workspace import open_workspace
+    from seedloop.loop.workspace import open_workspace
 
     ws = open_workspace(folder)
     _quiet()
@@ -104,7 +104,7 @@ def status(
 ) -> None:
     """Rounds, labels gained, metric per round (table and PNG), the promoted adapter, spend."""
     from seedloop.loop.status import current_adapter, metric_name, plot as draw, pool_info, round_rows, spend
-    from seedloop.workspace import load_config, open_workspace
+    from seedloop.loop.workspace import load_config, open_workspace
 
     ws = open_workspace(folder)
     rows = round_rows(ws)
@@ -149,7 +149,7 @@ def watch(
     from seedloop.loop import run_cycle
     from seedloop.loop.cycle import labels_before
     from seedloop.loop.steps import label_studio
-    from seedloop.workspace import load_config, open_workspace
+    from seedloop.loop.workspace import load_config, open_workspace
 
     ws = open_workspace(folder)
     project, conn = label_studio(load_config(ws))
@@ -196,9 +196,7 @@ def _cell(value) -> str:
 
 
 def _quiet() -> None:
-    from seedloop.cli.train import _quiet_libraries
-
     try:
-        _quiet_libraries()
+        quiet_libraries()
     except ImportError:
         pass

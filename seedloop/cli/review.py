@@ -12,8 +12,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from seedloop.cli.common import console, handle_errors, out
-from seedloop.errors import ConfigError, InputError
-from seedloop.tables import TABLE_SUFFIXES, read_table, write_table
+from seedloop.core.errors import ConfigError, InputError
+from seedloop.core.tables import TABLE_SUFFIXES, read_table, write_table
 
 CONNECTION_HELP = ("Connection: $LABEL_STUDIO_URL (or --url) and $LABEL_STUDIO_API_KEY, a personal access "
                    "token (Label Studio: Account & Settings > Personal Access Token).")

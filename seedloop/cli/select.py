@@ -8,10 +8,10 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from seedloop.cli.common import console, handle_errors, out
-from seedloop.errors import ConfigError, require_file
+from seedloop.cli.common import console, handle_errors, out, quiet_libraries
+from seedloop.core.errors import ConfigError, require_file
 from seedloop.executors import check_executor
-from seedloop.tables import read_table, write_table
+from seedloop.core.tables import read_table, write_table
 
 STRATEGY_HELP = ("mnlp (length-normalized log-prob of the greedy answer), entropy (mean token entropy), "
                  "label_entropy or margin (over --labels), disagreement (sampled answers), random.")
@@ -65,7 +65,6 @@ def select(
 
     Without --out, --scores or --push, the picks are printed.
     """
-    from seedloop.cli.train import _quiet_libraries
 
     check_executor(executor, ray_address)
     require_file(pool, field="--pool")
@@ -76,8 +75,8 @@ def select(
     if push:   # connect first: a wrong token or a server that is down should not cost a scoring pass
         from curate.review import connect
         conn = connect()
-    _quiet_libraries()
-    from active_learning.select import select_from_pool
+    quiet_libraries()
+    from active_learning.pool import select_from_pool
 
     console.print(f"[bold]seedloop select[/] {k} of {table.height} from {pool} with {model}, strategy {strategy}"
                   + (", diversity" if diversity and strategy != "random" else ""), highlight=False)
@@ -184,7 +183,7 @@ def simulate(
     base: str = typer.Option("minilm", "--base", help="The student's base: minilm (packaged), local (SmolLM2) or "
                              "a model folder."),
     data: Path = typer.Option(None, "--data", help="A CSV with text,category columns (default: the Banking77 "
-                              "train.csv shipped in seedloop/data)."),
+                              "train.csv shipped in seedloop/core/data)."),
     settings: list[str] = typer.Argument(None, help="Student settings as key=value (train/configs/classifier.yaml),"
                                          " e.g. epochs=0 for the linear probe alone."),
 ) -> None:
@@ -195,10 +194,9 @@ def simulate(
     (1,000-message pool, 5 strategies x 5 seeds x 7 rounds) take hours on 2 CPU cores with the
     student's shipped settings, and about 30 minutes with epochs=0.
     """
-    from seedloop.cli.train import _quiet_libraries
     from train.config import parse_overrides
 
-    _quiet_libraries()
+    quiet_libraries()
     from active_learning import simulate as sim
 
     cfg = sim.SimConfig(seeds=tuple(range(seeds)), pool_per_intent=pool_per_intent, test_per_intent=test_per_intent,

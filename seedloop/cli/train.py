@@ -13,22 +13,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.syntax import Syntax
 from rich.table import Table
 
-from seedloop.atomic import write_text
-from seedloop.cli.common import console, handle_errors, out
-from seedloop.errors import InputError, require_file
+from seedloop.core.atomic import write_text
+from seedloop.cli.common import console, handle_errors, out, quiet_libraries
+from seedloop.core.errors import InputError, require_file
 
-
-
-def _quiet_libraries() -> None:
-    # bitsandbytes warns that an optional fused CPU kernel (for the eval path we turn off) is missing,
-    # and transformers/peft warn about renamed methods they call themselves: nothing a user can act on
-    logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
-    logging.getLogger("mlflow").setLevel(logging.WARNING)
-    warnings.filterwarnings("ignore", category=FutureWarning)
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.disable_progress_bar()   # our own progress bar is the one to watch
-    warnings.filterwarnings("ignore", message=".*gemv_4bit.*")
 
 
 @handle_errors
@@ -65,7 +53,7 @@ def train(
     from train.config import dump
     from train.task import plan_training
 
-    _quiet_libraries()
+    quiet_libraries()
     if int(os.environ.get("RANK", "0")) != 0:   # under `accelerate launch`, the first process speaks for all
         console.quiet = True
     plan = plan_training(data, task=task, base=base, config=config, overrides=overrides or [],
@@ -144,7 +132,7 @@ def evaluate(
                                  "(and nothing else there; progress stays on stderr)."),
 ) -> None:
     """Loss, and accuracy (labels from a known set) or exact match and ROUGE-L, of a trained model."""
-    _quiet_libraries()
+    quiet_libraries()
     from train.evaluation import evaluate as run_evaluation
 
     label_list = _read_labels(labels) if labels else None
@@ -189,7 +177,7 @@ def export(
     dtype: str = typer.Option("bf16", help="Merged weights: bf16 or fp32 (never the 4-bit training weights)."),
 ) -> None:
     """Export an adapter: the adapter alone (with tokenizer and config), or --merge'd into its base."""
-    _quiet_libraries()
+    quiet_libraries()
     from train.export import copy_adapter, merge_adapter
 
     if merge:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import os
 
-from seedloop.errors import ConfigError, SeedloopError
+from seedloop.core.errors import ConfigError, SeedloopError
 
 EXECUTORS = ("local", "ray")
 INSTALL = "pip install 'seedloop[ray]'"

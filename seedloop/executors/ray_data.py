@@ -6,7 +6,7 @@ each loads its model once) maps one block per call. Parts come back in any order
 task delivered twice is kept once, every row must come back, and the result is sorted by `_row`.
 A worker killed mid-block (its process gone) is restarted and the block runs again.
 
-  RayEmbedder       an Embedder: cache look-ups and writes stay on the driver (one SQLite writer), only
+  ray_embedder      an Embedder: cache look-ups and writes stay on the driver (one SQLite writer), only
                     the texts the cache lacks go to Ray, longest first, as locally
   score_pool_on_ray score_pool on Ray; blocks are whole multiples of --batch-size, so every forward
                     pass holds the same items as locally and gives the same numbers
@@ -32,7 +32,7 @@ import pyarrow as pa
 
 from active_learning.scoring import PoolScores, check_strategy, score_pool
 from curate.embed import Embedder
-from seedloop.errors import ConfigError, SeedloopError
+from seedloop.core.errors import ConfigError, SeedloopError
 from seedloop.executors import ExecutorError, ray_init
 
 ROW = "_row"
@@ -135,38 +135,22 @@ def vectors_of(table: pa.Table) -> np.ndarray:
     return col.flatten().to_numpy(zero_copy_only=False).reshape(len(col), col.type.list_size)
 
 
-class RayEmbedder(Embedder):
-    """An Embedder whose missing vectors are computed on Ray; each part is cached as it arrives, so a
-    run killed halfway keeps what the cluster computed."""
-
-    def __init__(self, model: str | None = None, *, cache: str | Path | None = None, batch_size: int | None = None,
+def ray_embedder(model: str | None = None, *, cache: str | Path | None = None, batch_size: int | None = None,
                  device: str | None = None, workers: int | None = None, cpus_per_worker: float = 1.0,
-                 gpus_per_worker: float = 0.0, rows_per_task: int = 1024, address: str | None = None):
-        super().__init__(model, cache=cache, batch_size=batch_size, device=device)
-        # workers resolve the name themselves: the packaged model's folder differs from node to node
-        self.name = model
-        self.ray_options = dict(workers=workers, cpus_per_worker=cpus_per_worker, gpus_per_worker=gpus_per_worker,
-                                rows_per_task=rows_per_task, address=address)
+                 gpus_per_worker: float = 0.0, rows_per_task: int = 1024, address: str | None = None) -> Embedder:
+    """An Embedder whose missing vectors are computed on Ray (its `encode=` hook); each part is cached
+    as it arrives, so a run killed halfway keeps what the cluster computed."""
+    # workers resolve the name themselves: the packaged model's folder differs from node to node
+    args = {"model": model, "batch_size": batch_size, "device": device}
+    options = dict(workers=workers, cpus_per_worker=cpus_per_worker, gpus_per_worker=gpus_per_worker,
+                   rows_per_task=rows_per_task, address=address)
 
-    def _encode_missing(self, missing: dict[str, str], progress) -> dict[str, np.ndarray]:
-        if not missing:
-            return {}
-        order = sorted(missing, key=lambda k: -len(missing[k]))   # similar lengths share a block
-        done = [0]
-
-        def store(part: pa.Table) -> None:
-            keys = part.column("key").to_pylist()
-            if self.cache:
-                self.cache.put_many(self.model_key, keys, vectors_of(part))
-            done[0] += len(keys)
-            if progress:
-                progress(done[0], len(order))
-
-        table = pa.table({"key": order, "text": [missing[k] for k in order]})
-        out = map_in_order(table, EmbedTexts, args={"model": self.name, "batch_size": self.batch_size,
-                                                          "device": self.device}, on_part=store, **self.ray_options)
-        self.encoded += len(order)
+    def encode(keys: list[str], texts: list[str], store) -> dict[str, np.ndarray]:
+        out = map_in_order(pa.table({"key": keys, "text": texts}), EmbedTexts, args=args,
+                           on_part=lambda part: store(part.column("key").to_pylist(), vectors_of(part)), **options)
         return dict(zip(out.column("key").to_pylist(), vectors_of(out)))
+
+    return Embedder(model, cache=cache, batch_size=batch_size, device=device, encode=encode)
 
 
 # -- pool scoring ------------------------------------------------------------------------------
@@ -220,7 +204,7 @@ def select_on_ray(model_dir: str | Path, pool: pl.DataFrame, k: int, *, labels: 
                   max_new_tokens: int = 48, batch_size: int = 8, seed: int = 0, embedder=None,
                   workers: int | None = None, batches_per_task: int = 8, address: str | None = None, **options):
     """select_from_pool, with scoring and embedding on Ray: the same picks and scores as locally."""
-    from active_learning.select import select_from_pool
+    from active_learning.pool import select_from_pool
 
     def scorer(records: list[dict], strategy: str, progress) -> PoolScores:
         return score_pool_on_ray(model_dir, records, strategy, labels=labels, max_new_tokens=max_new_tokens,
@@ -228,5 +212,5 @@ def select_on_ray(model_dir: str | Path, pool: pl.DataFrame, k: int, *, labels: 
                                  workers=workers, address=address, progress=progress)
 
     return select_from_pool(model_dir, pool, k, labels=labels, max_new_tokens=max_new_tokens, batch_size=batch_size,
-                            seed=seed, embedder=embedder or RayEmbedder(workers=workers, address=address),
+                            seed=seed, embedder=embedder or ray_embedder(workers=workers, address=address),
                             scorer=scorer, **options)

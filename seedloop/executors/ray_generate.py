@@ -23,7 +23,7 @@ import os
 import time
 from dataclasses import dataclass
 
-from seedloop.errors import ConfigError, TeacherError
+from seedloop.core.errors import ConfigError, TeacherError
 from seedloop.executors import ray_init
 from synth.teachers.base import ChatRequest, Completion, Teacher, TransientError
 

@@ -20,8 +20,8 @@ import polars as pl
 
 from seedloop.loop import reviewer, steps
 from seedloop.loop.manifest import Manifest, file_hash, value_hash
-from seedloop.tables import read_table, write_table
-from seedloop.workspace import Workspace, load_config
+from seedloop.core.tables import read_table, write_table
+from seedloop.loop.workspace import Workspace, load_config
 
 Say = Callable[[str], None]
 
@@ -59,7 +59,7 @@ def run_cycle(ws: Workspace, say: Say = print) -> dict:
     config = load_config(ws)
     seeds_path = ws.seeds_path(config)
     if not seeds_path.is_file():
-        from seedloop.errors import InputError
+        from seedloop.core.errors import InputError
         raise InputError("the workspace's seed file is missing (key 'seeds' in seedloop.yaml)", file=str(seeds_path))
     project, conn = steps.label_studio(config)   # unreachable or bad token: stop here, before any work
     bootstrap = Round(ws, config, 0, say)
@@ -80,7 +80,7 @@ def build_pool(r: Round) -> None:
     source = pool_source(r)
 
     def cur() -> dict:
-        result = steps.curate(ws, config, read_table(r.path(source)), read_table(ws.eval_path), where=source)
+        result = steps.curate_pool(ws, config, read_table(r.path(source)), read_table(ws.eval_path), where=source)
         pool = result.kept.with_columns(pl.lit(0, dtype=pl.Int32).alias("round"))
         write_table(result.drops, r.path("curate_drops.parquet"))
         write_table(pool, r.path("pool.parquet"))
@@ -237,7 +237,7 @@ def select_and_push(r: Round, project: str | None, conn) -> None:
 
         embedder = Embedder(None, cache=ws.embeddings)
         try:
-            result = steps.select(model, candidates, config, n, embedder)
+            result = steps.select_batch(model, candidates, config, n, embedder)
         finally:
             embedder.close()
         write_table(result.picks, r.path("selection.parquet"))
@@ -305,7 +305,7 @@ def _reviewed_hashes(ws: Workspace, n: int) -> list[str]:
 
 
 def _write_json(path: Path, data: dict) -> None:
-    from seedloop.atomic import write_text
+    from seedloop.core.atomic import write_text
 
     write_text(path, json.dumps(data, indent=2) + "\n")
 

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import polars as pl
 
-from seedloop.errors import ConfigError, InputError, require_file
-from seedloop.tables import write_table
-from seedloop.workspace import CONFIG_NAME, TEMPLATE, Workspace, parse_config
+from seedloop.core.errors import ConfigError, InputError, require_file
+from seedloop.core.tables import write_table
+from seedloop.loop.workspace import CONFIG_NAME, TEMPLATE, Workspace, parse_config
 
 # what `seedloop init` writes into the template when not told otherwise
 SETTINGS = {"teacher": "local", "n": 60, "project": None, "auto": False, "task": "auto", "student": "auto",

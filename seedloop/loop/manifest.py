@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from seedloop.atomic import write_text
+from seedloop.core.atomic import write_text
 
 FORMAT = 1
 

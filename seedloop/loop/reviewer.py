@@ -2,7 +2,7 @@
 
 For each selected record it compares the student's prefilled answer with the pool row's original
 output (the teacher's answer, or the label a given pool carries):
-- reject when the pool row fails the shared quality rules (seedloop/heuristics.py);
+- reject when the pool row fails the shared quality rules (seedloop/core/heuristics.py);
 - accept the student's answer when ROUGE-L(student, teacher) >= `accept_rouge`;
 - otherwise edit the answer to the pool row's output.
 A classifier's answer is a label, right or wrong (ROUGE between two labels means nothing): accept it
@@ -20,9 +20,9 @@ from datetime import datetime, timezone
 
 import polars as pl
 
-from seedloop.heuristics import check_instruction, check_output
-from seedloop.record import conform
-from seedloop.text import rouge_l
+from seedloop.core.heuristics import check_instruction, check_output
+from seedloop.core.record import conform
+from seedloop.core.text import rouge_l
 
 ANNOTATOR = "auto-reviewer"
 

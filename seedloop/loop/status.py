@@ -7,7 +7,7 @@ from pathlib import Path
 from seedloop.loop.cycle import promoted_adapter
 from seedloop.loop.manifest import Manifest
 from seedloop.loop.steps import METRIC_KEYS, promote_metric
-from seedloop.workspace import Workspace, load_config
+from seedloop.loop.workspace import Workspace, load_config
 
 
 def round_rows(ws: Workspace) -> list[dict]:
@@ -72,7 +72,7 @@ def plot(rows: list[dict], metric: str, path: Path) -> Path | None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from seedloop.atomic import atomic_path
+    from seedloop.core.atomic import atomic_path
 
     fig, ax = plt.subplots(figsize=(6, 3.5))
     ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", color="tab:blue")

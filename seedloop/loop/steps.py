@@ -15,10 +15,10 @@ from pathlib import Path
 
 import polars as pl
 
-from seedloop.errors import ConfigError
-from seedloop.record import conform, empty_frame
-from seedloop.tables import read_table
-from seedloop.workspace import AUTO_CONFIG, RECIPES, Workspace, config_tasks
+from seedloop.core.errors import ConfigError
+from seedloop.core.record import conform, empty_frame
+from seedloop.core.tables import read_table
+from seedloop.loop.workspace import AUTO_CONFIG, RECIPES, Workspace, config_tasks
 
 LOWER_IS_BETTER = {"eval_loss": True, "accuracy": False, "rouge_l": False}
 # promote.metric -> its key in eval.json; a classifier's cross-entropy is its `loss` too
@@ -52,7 +52,7 @@ def load_pool(path: Path) -> pl.DataFrame:
     return load_seeds(path).with_columns(pl.lit("pool").alias("source"), pl.lit("pending").alias("status"))
 
 
-def curate(ws: Workspace, config: dict, rows: pl.DataFrame, evals: pl.DataFrame, where: str):
+def curate_pool(ws: Workspace, config: dict, rows: pl.DataFrame, evals: pl.DataFrame, where: str):
     """Dedup and quality rules, and decontamination against the fixed evaluation split.
 
     Rows that all share one instruction (a classification task: "Which intent is this message?") differ
@@ -61,8 +61,7 @@ def curate(ws: Workspace, config: dict, rows: pl.DataFrame, evals: pl.DataFrame,
     instruction" then looks at the input instead."""
     from curate.embed import Embedder
     from curate.pipeline import Against
-    from curate.pipeline import curate as run_curate
-    from curate.rows import row_text
+    from curate.pipeline import curate_table as run_curate
 
     if config["curate"]["judge"]:
         raise ConfigError(f"{ws.config_path}: 'curate.judge' is not supported by `seedloop cycle` yet; "
@@ -70,8 +69,7 @@ def curate(ws: Workspace, config: dict, rows: pl.DataFrame, evals: pl.DataFrame,
     shared = _shared_instruction(rows, evals)
     if shared is not None:
         rows, evals = _input_as_instruction(rows), _input_as_instruction(evals)
-    against = Against([row_text(r["instruction"], r["input"], r["output"], "prompt") for r in evals.to_dicts()],
-                      evals["id"].to_list(), [f"eval.parquet row {i + 1}" for i in range(evals.height)])
+    against = Against.from_tables([("eval.parquet", evals)])
     embedder = Embedder(None, cache=ws.embeddings)
     try:
         result = run_curate(rows, embedder, threshold=config["curate"]["threshold"], against=against, where=where)
@@ -237,7 +235,7 @@ def promote(config: dict, new: dict, previous: dict | None, task: str = "generat
     return ok, ("promoted: " if ok else "kept the previous adapter: not ") + rule
 
 
-def select(model_dir: Path, candidates: pl.DataFrame, config: dict, round_no: int, embedder, progress=None):
+def select_batch(model_dir: Path, candidates: pl.DataFrame, config: dict, round_no: int, embedder, progress=None):
     from active_learning import select_from_pool
 
     s = config["select"]

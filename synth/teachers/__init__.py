@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from seedloop.errors import ConfigError
+from seedloop.core.errors import ConfigError
 from synth.teachers.base import ChatRequest, Completion, Teacher, TransientError, cache_key
 
 __all__ = ["ChatRequest", "Completion", "Teacher", "TransientError", "cache_key", "make_teacher"]

@@ -9,7 +9,7 @@ import os
 import anthropic
 from anthropic.resources.messages import AsyncMessages
 
-from seedloop.errors import ConfigError, TeacherError
+from seedloop.core.errors import ConfigError, TeacherError
 from synth.teachers.base import (ChatRequest, Completion, Teacher, TransientError, parse_retry_after,
                                  timeout_message)
 

@@ -25,7 +25,7 @@ import sys
 import traceback
 from multiprocessing.connection import Connection
 
-from seedloop.errors import ConfigError, SeedloopError
+from seedloop.core.errors import ConfigError, SeedloopError
 from synth.teachers.base import ChatRequest, Completion
 
 

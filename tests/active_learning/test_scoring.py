@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from seedloop.record import new_record, to_frame
+from seedloop.core.record import new_record, to_frame
 
 POOL = [new_record("Classify the sentiment of this review.", f"review {i}: {w}")
         for i, w in enumerate(["great", "awful", "fine", "superb", "bad", "meh"])]

@@ -7,8 +7,8 @@ import shutil
 
 import pytest
 
-from seedloop.record import new_record, to_frame
-from seedloop.tables import read_table, write_table
+from seedloop.core.record import new_record, to_frame
+from seedloop.core.tables import read_table, write_table
 from tests.conftest import run_cli
 
 LABELS = "positive,negative"

@@ -12,7 +12,7 @@ import pytest
 
 from active_learning.simulate import (Point, SimConfig, first_reaching, initial_labels, load_split, mean_se,
                                       normalized_auc, parse_strategy, simulate, summarize)
-from seedloop.errors import ConfigError
+from seedloop.core.errors import ConfigError
 
 
 def test_normalized_auc_is_the_mean_height():

@@ -9,7 +9,7 @@ import pytest
 
 from active_learning import uncertainty as u
 from active_learning.batch import random_batch, select_batch
-from seedloop.errors import InputError
+from seedloop.core.errors import InputError
 
 
 def test_mnlp_and_entropy_by_hand():

@@ -125,8 +125,8 @@ def test_embedding_cache_that_is_a_folder_or_not_sqlite(tmp_path, kind):
 
 
 def test_numbers_where_text_belongs_are_read_with_a_warning_per_line(tmp_path):
-    from seedloop.errors import InputWarning
-    from seedloop.tables import read_table
+    from seedloop.core.errors import InputWarning
+    from seedloop.core.tables import read_table
 
     table = _jsonl(tmp_path / "in.jsonl", ['{"instruction": "Add one and two", "output": "3"}\n',
                                            '{"instruction": "Add two and two", "output": 4}\n',

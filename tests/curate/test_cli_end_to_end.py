@@ -9,7 +9,7 @@ import re
 import polars as pl
 import pytest
 
-from seedloop.tables import read_table
+from seedloop.core.tables import read_table
 from tests.conftest import EXAMPLE_SEEDS, run_cli
 
 

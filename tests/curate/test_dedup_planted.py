@@ -14,8 +14,8 @@ from collections import Counter
 
 import pytest
 
-from curate.pipeline import curate
-from seedloop.record import new_record, to_frame
+from curate.pipeline import curate_table
+from seedloop.core.record import new_record, to_frame
 from tests.curate.planted import planted_set
 
 MAX_DISTINCT_DROPPED = 0.07   # measured 5.5% (82 of 1,500) on this machine
@@ -26,7 +26,7 @@ DEFAULT_THRESHOLD = 0.95
 def planted(embedder):
     rows = planted_set(1500, 60, 150, 300, seed=7)
     df = to_frame([new_record(r["text"], source="pool") for r in rows])
-    return rows, df, curate(df, embedder)
+    return rows, df, curate_table(df, embedder)
 
 
 def test_default_threshold_is_the_documented_one():

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from curate.keep import keep_rank, pick_kept
-from curate.select import k_center_greedy, score_then_diversity, select
-from seedloop.errors import ConfigError
+from curate.diversity import k_center_greedy, score_then_diversity, select_diverse
+from seedloop.core.errors import ConfigError
 
 
 def test_seed_first_then_earliest():
@@ -51,7 +51,7 @@ def test_score_then_diversity_takes_the_best_of_each_cluster():
 
 def test_select_validates_its_arguments():
     with pytest.raises(ConfigError):
-        select(_clusters(), 0)
+        select_diverse(_clusters(), 0)
     with pytest.raises(ConfigError, match="--judge"):
-        select(_clusters(), 2, strategy="score")
-    assert select(_clusters()[:2], 5) == [0, 1]
+        select_diverse(_clusters(), 2, strategy="score")
+    assert select_diverse(_clusters()[:2], 5) == [0, 1]

@@ -7,8 +7,8 @@ the pipeline's use of scores can be checked exactly; test_judge.py runs real tea
 import pytest
 
 from curate.judge import Verdicts
-from curate.pipeline import curate
-from seedloop.record import new_record, to_frame
+from curate.pipeline import curate_table
+from seedloop.core.record import new_record, to_frame
 
 
 def rule_judge(rows, progress=None):
@@ -24,7 +24,7 @@ def test_heuristics_drop_generated_refusals_but_never_seed_rows(embedder):
     df = _table([("Explain how card refunds are processed", "I'm sorry, I cannot help with that.", "generated"),
                  ("Explain how a refund reaches the account", "I'm sorry, I cannot help with that.", "seed"),
                  ("Explain the fee for ATM withdrawals abroad", "", "generated")])
-    res = curate(df, embedder)
+    res = curate_table(df, embedder)
     assert dict(res.counts) == {"refusal": 1, "empty_output": 1}
     assert res.kept.get_column("source").to_list() == ["seed"]
     assert set(res.drops.get_column("detail")) == {"the output refuses or apologizes instead of answering",
@@ -35,7 +35,7 @@ def test_keep_score_keeps_the_best_judged_copy(embedder):
     df = _table([("How do I freeze my card?", "Open the app. 2", "generated"),
                  ("how do I freeze my card", "Tap Freeze in the app. 5", "generated"),
                  ("How do I freeze my card ?", "Call us. 3", "generated")])
-    res = curate(df, embedder, keep="score", judge=rule_judge)
+    res = curate_table(df, embedder, keep="score", judge=rule_judge)
     assert res.kept.get_column("output").to_list() == ["Tap Freeze in the app. 5"]
     kept_id = res.kept.get_column("id")[0]
     assert set(res.drops.get_column("scores").struct.field("dup_of")) == {kept_id}
@@ -46,7 +46,7 @@ def test_min_score_drops_low_rows_and_keeps_unscored_ones(embedder):
     df = _table([("What is the daily ATM withdrawal limit?", "It is 500 euros. 4", "generated"),
                  ("Why was my transfer to Spain declined?", "No idea. 1", "generated"),
                  ("Write a greeting for new customers", None, "generated")])
-    res = curate(df, embedder, judge=rule_judge, min_score=3)
+    res = curate_table(df, embedder, judge=rule_judge, min_score=3)
     assert dict(res.counts) == {"low_score": 1}
     assert res.drops.get_column("detail").to_list() == ["judge score 1 < 3"]
     assert res.kept.height == 2
@@ -58,7 +58,7 @@ def test_select_keeps_exactly_k(embedder, strategy):
               "account closure", "disposable virtual cards", "cash withdrawal fees"]
     df = _table([(f"Tell me about {t} for my account", f"Answer. {1 + i % 5}", "generated")
                  for i, t in enumerate(topics)])
-    res = curate(df, embedder, judge=rule_judge, select=3, select_by=strategy)
+    res = curate_table(df, embedder, judge=rule_judge, select=3, select_by=strategy)
     assert res.kept.height == 3 and res.counts == {"not_selected": 5}
     if strategy == "score":   # scores are 1 2 3 4 5 1 2 3: the best three, none within 0.9 cosine of another
         assert sorted(res.kept.get_column("scores").struct.field("judge_score").to_list()) == [3.0, 4.0, 5.0]
@@ -66,5 +66,5 @@ def test_select_keeps_exactly_k(embedder, strategy):
 
 def test_everything_dropped_still_writes_consistent_tables(embedder):
     df = _table([("Explain card fees please now", "", "generated")])
-    res = curate(df, embedder)
+    res = curate_table(df, embedder)
     assert res.kept.height == 0 and res.drops.height == 1 and res.curve[0] == (0.8, 0.0)

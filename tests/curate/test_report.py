@@ -4,9 +4,9 @@ import base64
 import html as htmllib
 import re
 
-from curate.pipeline import curate
+from curate.pipeline import curate_table
 from curate.report import write_report
-from seedloop.record import new_record, to_frame
+from seedloop.core.record import new_record, to_frame
 
 TEXTS = ["How do I activate my new card?", "how do I activate my new card", "How can I activate my new card?",
          "Why was my card payment declined at the shop?", "What is the exchange rate for euros to dollars?",
@@ -16,7 +16,7 @@ TEXTS = ["How do I activate my new card?", "how do I activate my new card", "How
 
 def test_report_is_self_contained_and_shows_pairs_side_by_side(tmp_path, embedder):
     df = to_frame([new_record(t, source="generated") for t in TEXTS])
-    result = curate(df, embedder, threshold=0.9)
+    result = curate_table(df, embedder, threshold=0.9)
     assert dict(result.counts) == {"exact_duplicate": 1, "semantic_duplicate": 1}   # rows 1 and 2 copy row 0
     path = write_report(tmp_path / "r.html", result, TEXTS, title="t", settings=["threshold 0.9"])
     page = path.read_text()

@@ -5,7 +5,7 @@ import pytest
 
 from curate.keep import keep_rank
 from curate.semantic_dedup import CURVE, check_threshold, neighbour_graph, removal_curve, semantic_duplicates
-from seedloop.errors import ConfigError
+from seedloop.core.errors import ConfigError
 
 
 def _reference_groups(x, threshold):

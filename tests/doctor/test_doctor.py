@@ -14,7 +14,7 @@ import pytest
 from rich.console import Console
 
 from seedloop.cli.doctor import results_table
-from seedloop.doctor import LLAMA_REBUILD, default_checks, describe_exit, run_check
+from seedloop.cli.checks import LLAMA_REBUILD, default_checks, describe_exit, run_check
 from tests.conftest import free_port, run_cli
 
 KEY = "ls-test-secret-0123456789"

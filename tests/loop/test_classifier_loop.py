@@ -13,7 +13,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from seedloop.data import banking77_rows
+from seedloop.core.data import banking77_rows
 from tests.conftest import run_cli
 
 pytestmark = pytest.mark.slow

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import polars as pl
 
-from seedloop.errors import ConfigError
+from seedloop.core.errors import ConfigError
 from seedloop.loop import reviewer, steps
 from seedloop.loop.manifest import Manifest, file_hash
-from seedloop.record import new_record, to_frame
-from seedloop.workspace import DEFAULTS, merge
+from seedloop.core.record import new_record, to_frame
+from seedloop.loop.workspace import DEFAULTS, merge
 
 
 def rec(text: str, output: str = "an answer here", **fields) -> dict:
@@ -88,7 +88,7 @@ def test_task_auto_follows_the_outputs_then_the_promoted_model(tmp_path):
 
 
 def test_plan_leaves_out_the_other_recipes_overrides_and_warm_starts_only_the_same_kind(tmp_path):
-    from seedloop.tables import write_table
+    from seedloop.core.tables import write_table
 
     labels = to_frame([rec(w, "label_a" if i % 2 else "label_b") for i, w in enumerate("abcdefgh")])
     write_table(labels, tmp_path / "train.parquet")

@@ -13,9 +13,9 @@ import pyarrow as pa
 import pytest
 
 from curate.embed import Embedder, EmbeddingCache
-from seedloop.executors.ray_data import EmbedTexts, RayEmbedder, map_in_order, vectors_of
-from seedloop.record import new_record, to_frame
-from seedloop.tables import read_table, write_table
+from seedloop.executors.ray_data import EmbedTexts, map_in_order, ray_embedder, vectors_of
+from seedloop.core.record import new_record, to_frame
+from seedloop.core.tables import read_table, write_table
 from tests.conftest import run_cli
 from tests.curate.planted import read_banking77, surface_variant
 
@@ -34,7 +34,7 @@ def local_embedder():
 def test_embedding_matches_local_in_order_and_caches_on_the_driver(ray_cluster, local_embedder, tmp_path):
     texts = _texts(300)
     texts += texts[:20]                      # repeated texts are embedded once
-    emb = RayEmbedder(cache=tmp_path / "e.sqlite", workers=2, rows_per_task=64)
+    emb = ray_embedder(cache=tmp_path / "e.sqlite", workers=2, rows_per_task=64)
     got = emb.embed(texts)
     assert got.shape == (320, 384)
     np.testing.assert_allclose(got, local_embedder.embed(texts), atol=1e-5)
@@ -42,7 +42,7 @@ def test_embedding_matches_local_in_order_and_caches_on_the_driver(ray_cluster, 
     assert EmbeddingCache(tmp_path / "e.sqlite").count() == 300
 
     more = _texts(310)[300:]                 # a grown table: only the new rows go to Ray
-    emb2 = RayEmbedder(cache=tmp_path / "e.sqlite", workers=2, rows_per_task=64)
+    emb2 = ray_embedder(cache=tmp_path / "e.sqlite", workers=2, rows_per_task=64)
     got2 = emb2.embed(more + texts)
     assert emb2.encoded == 10 and emb2.cached == 320
     np.testing.assert_allclose(got2, local_embedder.embed(more + texts), atol=1e-5)
@@ -74,7 +74,7 @@ def test_worker_killed_mid_job_loses_and_duplicates_no_row(ray_cluster, local_em
 
 
 def test_an_error_on_a_worker_comes_back_as_ours(ray_cluster):
-    from seedloop.errors import ConfigError
+    from seedloop.core.errors import ConfigError
 
     table = pa.table({"key": ["a"], "text": ["hello"]})
     with pytest.raises(ConfigError, match="cannot load embedding model '/no/such/model'") as caught:
@@ -121,7 +121,7 @@ def tiny_model(tmp_path_factory):
     ("random", {}),                                                      # answers only the picks
 ])
 def test_selection_on_ray_matches_local(ray_cluster, tiny_model, strategy, options):
-    from active_learning.select import select_from_pool
+    from active_learning.pool import select_from_pool
     from seedloop.executors.ray_data import select_on_ray
 
     common = dict(strategy=strategy, max_new_tokens=6, batch_size=4, round=1, **options)
@@ -139,7 +139,7 @@ def test_selection_on_ray_matches_local(ray_cluster, tiny_model, strategy, optio
 
 
 def test_cli_select_on_ray(ray_cluster, tiny_model, tmp_path):
-    from active_learning.select import select_from_pool
+    from active_learning.pool import select_from_pool
 
     write_table(to_frame(POOL), tmp_path / "pool.parquet")
     res = run_cli("select", "--model", tiny_model, "--pool", tmp_path / "pool.parquet", "--k", 4, "--out",

@@ -10,8 +10,8 @@ import time
 
 import pytest
 
-from seedloop.errors import ConfigError
-from seedloop.tables import read_table
+from seedloop.core.errors import ConfigError
+from seedloop.core.tables import read_table
 from synth import ChatRequest, Limits, PriceTable, RequestCache, TeacherClient, load_seeds, make_teacher
 from synth.generate import run_generate
 from tests.conftest import EXAMPLE_SEEDS, run_cli

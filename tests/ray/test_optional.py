@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from seedloop.errors import ConfigError
+from seedloop.core.errors import ConfigError
 from tests.conftest import EXAMPLE_SEEDS, run_cli
 
 
@@ -19,7 +19,7 @@ def _python(code: str) -> subprocess.CompletedProcess:
 
 def test_local_path_never_imports_ray():
     res = _python("import sys\n"
-                  "import seedloop.cli, synth.generate, curate.pipeline, active_learning.select\n"
+                  "import seedloop.cli, synth.generate, curate.pipeline, active_learning.pool\n"
                   "import seedloop.executors.ray_generate, seedloop.executors.ray_data\n"
                   "print(sorted(m for m in sys.modules if m == 'ray' or m.startswith('ray.')))")
     assert res.returncode == 0, res.stderr

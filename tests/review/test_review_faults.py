@@ -18,8 +18,8 @@ import pytest
 
 from curate.review import Unreachable, push_records
 from curate.review.server import port_in_use
-from seedloop.record import new_record, to_frame
-from seedloop.tables import write_table
+from seedloop.core.record import new_record, to_frame
+from seedloop.core.tables import write_table
 from tests.conftest import run_cli
 
 pytestmark = pytest.mark.slow

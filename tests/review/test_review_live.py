@@ -9,8 +9,8 @@ import pytest
 
 from curate.review import pull_records, push_records, review_status
 from curate.review.server import login
-from seedloop.record import new_record, to_frame
-from seedloop.tables import read_table, write_table
+from seedloop.core.record import new_record, to_frame
+from seedloop.core.tables import read_table, write_table
 from tests.conftest import run_cli
 from tests.label_studio import ANNOTATORS
 

@@ -12,7 +12,7 @@ from label_studio_sdk.core.api_error import ApiError
 from curate.review.connection import LabelStudioConnection, connect, is_transient
 from curate.review.errors import Unreachable
 from curate.review.server import find_label_studio, free_port
-from seedloop.errors import ConfigError
+from seedloop.core.errors import ConfigError
 from tests.conftest import run_cli
 
 TOKEN = "fake-secret-token-do-not-print-1234567890"

@@ -6,7 +6,7 @@ import math
 import xml.etree.ElementTree as ET
 
 from curate.review import tasks
-from seedloop.record import new_record
+from seedloop.core.record import new_record
 
 
 def test_task_carries_id_lineage_and_a_prefilled_prediction():

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from seedloop.errors import BudgetExceeded, ConfigError, TeacherError
+from seedloop.core.errors import BudgetExceeded, ConfigError, TeacherError
 from synth import ChatRequest, Limits, PriceTable, RequestCache, TeacherClient
 from synth.prices import Price
 from synth.teachers.anthropic import AnthropicTeacher

@@ -15,7 +15,7 @@ import time
 import datasets
 import pytest
 
-from seedloop.tables import read_table
+from seedloop.core.tables import read_table
 from synth.seeds import load_seeds
 from tests.conftest import EXAMPLE_SEEDS, free_port, run_cli
 

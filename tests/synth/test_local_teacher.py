@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from seedloop.errors import TeacherError
+from seedloop.core.errors import TeacherError
 from synth.teachers.local import LlamaCppTeacher
 from tests.conftest import EXAMPLE_SEEDS, ROOT, run_cli
 

@@ -9,7 +9,7 @@ import polars as pl
 import pytest
 from rouge_score import rouge_scorer
 
-from seedloop.text import rouge_l, tokens
+from seedloop.core.text import rouge_l, tokens
 from synth.novelty import RougeNoveltyIndex
 from tests.conftest import BANKING77
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from seedloop.tables import read_table
+from seedloop.core.tables import read_table
 from synth.seeds import load_seeds
 from tests.conftest import EXAMPLE_SEEDS, run_cli
 

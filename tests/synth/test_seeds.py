@@ -7,8 +7,8 @@ import json
 import polars as pl
 import pytest
 
-from seedloop.errors import InputError
-from seedloop.record import SCHEMA, make_id
+from seedloop.core.errors import InputError
+from seedloop.core.record import SCHEMA, make_id
 from synth.seeds import inspect_seeds, load_seeds
 from tests.conftest import EXAMPLE_SEEDS, run_cli
 

@@ -1,11 +1,11 @@
-"""Banking77 (shipped in seedloop/data/banking77, CC BY 4.0) as "classify this message" instruction records."""
+"""Banking77 (shipped in seedloop/core/data/banking77, CC BY 4.0) as "classify this message" instruction records."""
 
 from __future__ import annotations
 
 import csv
 import random
-from seedloop.data import BANKING77
-from seedloop.record import new_record, to_frame
+from seedloop.core.data import BANKING77
+from seedloop.core.record import new_record, to_frame
 
 BANKING = BANKING77.parent
 INTENTS = ("card_arrival", "exchange_rate", "lost_or_stolen_card", "age_limit", "pin_blocked", "cancel_transfer")

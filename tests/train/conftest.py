@@ -25,7 +25,7 @@ def tokenizer(tiny_model):
 
 def sentiment_frame(n: int = 40):
     """A learnable toy task: the answer is in the input's last word."""
-    from seedloop.record import new_record, to_frame
+    from seedloop.core.record import new_record, to_frame
 
     return to_frame(new_record("Classify the sentiment of this review.", f"review {i}: {'great' if i % 2 else 'awful'}",
                                "positive" if i % 2 else "negative", status="accepted") for i in range(n))

@@ -18,14 +18,14 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from seedloop.tables import write_table
+from seedloop.core.tables import write_table
 from tests.conftest import ROOT, free_port, run_cli
 from tests.train.conftest import sentiment_frame
 
 
 def uneven_frame(n: int):
     """Answers of 1 to 7 words, so the two processes' shares of a micro-batch have different target counts."""
-    from seedloop.record import new_record, to_frame
+    from seedloop.core.record import new_record, to_frame
 
     return to_frame(new_record("Repeat the last word as often as the number says.", f"{1 + i % 7} times: {w}",
                                " ".join([w] * (1 + i % 7)), status="accepted")

@@ -7,8 +7,8 @@ import shutil
 
 import pytest
 
-from seedloop.record import new_record, to_frame
-from seedloop.tables import write_table
+from seedloop.core.record import new_record, to_frame
+from seedloop.core.tables import write_table
 from tests.conftest import run_cli
 from tests.train.conftest import sentiment_frame
 

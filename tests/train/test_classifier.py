@@ -11,7 +11,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from seedloop.record import new_record, to_frame
+from seedloop.core.record import new_record, to_frame
 from tests.conftest import run_cli
 
 WORDS = {"fruit": ("apple", "banana", "cherry"), "vehicle": ("car", "truck", "bus"), "tool": ("hammer", "saw", "drill")}
@@ -119,7 +119,7 @@ def test_pick_task_reads_the_outputs():
 
 
 def test_cli_trains_and_evaluates_a_classifier(tiny_encoder, tmp_path):
-    from seedloop.tables import write_table
+    from seedloop.core.tables import write_table
 
     write_table(topic_frame(8), tmp_path / "train.parquet")
     write_table(topic_frame(4, offset=40), tmp_path / "test.parquet")
@@ -174,7 +174,7 @@ def test_merged_causal_lm_classifier_names_its_labels(tiny_model, tmp_path):
 
 
 def test_labels_outside_the_given_list_are_refused(tiny_encoder, tmp_path):
-    from seedloop.errors import InputError
+    from seedloop.core.errors import InputError
     from train.classifier import train_classifier
 
     with pytest.raises(InputError, match="not in the label list: tool"):

@@ -6,7 +6,7 @@ import inspect
 
 import pytest
 
-from seedloop.errors import ConfigError
+from seedloop.core.errors import ConfigError
 from train.config import defaults, parse_overrides, resolve, shipped_configs
 
 

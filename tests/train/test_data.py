@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from seedloop.errors import InputError
-from seedloop.record import new_record, to_frame
+from seedloop.core.errors import InputError
+from seedloop.core.record import new_record, to_frame
 from train.chat import CHATML_FALLBACK, render_prompt, setup_chat_template
 from train.data import IGNORE, collate, encode_record, encode_records, split_eval, training_records
 

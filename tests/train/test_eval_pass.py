@@ -94,12 +94,12 @@ def test_cpu_inference_uses_the_4bit_weights_dequantized_once_with_the_adapter_m
     from peft import PeftModel
     from peft.tuners.lora import LoraLayer
 
-    from train.inference import _base_of, _train_config
+    from train.inference import adapter_base, adapter_train_config
     from train.models import load_base
 
     model, _ = load_for_inference(adapter)
     assert not any(isinstance(m, (Linear4bit, LoraLayer)) for m in model.modules())
-    base = load_base(_base_of(adapter, _train_config(adapter)), four_bit=True, dtype="fp32")
+    base = load_base(adapter_base(adapter, adapter_train_config(adapter)), four_bit=True, dtype="fp32")
     as_trained = PeftModel.from_pretrained(base, str(adapter)).eval()
     assert any(isinstance(m, Linear4bit) for m in as_trained.modules())
     ids = torch.tensor([[1, 5, 9, 200, 31, 7, 4000, 12]])

@@ -8,7 +8,7 @@ import polars as pl
 import pytest
 import torch
 
-from seedloop.tables import read_table, write_table
+from seedloop.core.tables import read_table, write_table
 from tests.conftest import run_cli
 from tests.train.conftest import sentiment_frame
 from train.evaluation import _label_metrics, detect_labels

@@ -15,7 +15,7 @@ from safetensors.torch import load_file
 
 from tests.conftest import ROOT, run_cli
 from tests.train.conftest import sentiment_frame
-from seedloop.tables import write_table
+from seedloop.core.tables import write_table
 from train.config import resolve
 from train.recipe import train
 

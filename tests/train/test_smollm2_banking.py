@@ -12,7 +12,7 @@ import json
 
 import pytest
 
-from seedloop.tables import write_table
+from seedloop.core.tables import write_table
 from tests.conftest import run_cli
 from tests.train.banking import INTENTS, banking_records
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import warnings
 from pathlib import Path
 
@@ -73,3 +74,14 @@ class TeacherError(SeedloopError):
 
 class BudgetExceeded(SeedloopError):
     """The next request would pass --max-cost; the run stops cleanly before it."""
+
+
+def describe_exit(returncode: int) -> str:
+    """'died with SIGILL (signal 4)' for a negative return code -N, else 'exited with status N'."""
+    if returncode >= 0:
+        return f"exited with status {returncode}"
+    try:
+        name = f"{signal.Signals(-returncode).name} (signal {-returncode})"
+    except ValueError:   # a real-time signal has no name
+        name = f"signal {-returncode}"
+    return f"died with {name}"

@@ -13,7 +13,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from seedloop.errors import ConfigError
+from seedloop.core.errors import ConfigError
 
 STRATEGIES = ("diversity", "score")
 
@@ -57,7 +57,7 @@ def score_then_diversity(x: np.ndarray, scores: Sequence[float | None], k: int, 
     return chosen
 
 
-def select(x: np.ndarray, k: int, *, strategy: str = "diversity", scores: Sequence[float | None] | None = None,
+def select_diverse(x: np.ndarray, k: int, *, strategy: str = "diversity", scores: Sequence[float | None] | None = None,
            rank: np.ndarray | None = None, max_similarity: float = 0.9,
            progress: Callable[[int, int], None] | None = None) -> list[int]:
     """K row indices by the named strategy; `rank` (keep order) picks k-center's first row."""

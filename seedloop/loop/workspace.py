@@ -30,7 +30,7 @@ from typing import Any
 
 import yaml
 
-from seedloop.errors import ConfigError
+from seedloop.core.errors import ConfigError
 
 CONFIG_NAME = "seedloop.yaml"
 FORMAT = 1

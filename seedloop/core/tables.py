@@ -11,9 +11,9 @@ from pathlib import Path
 
 import polars as pl
 
-from seedloop.atomic import atomic_path
-from seedloop.errors import InputError, require_file, warn_input
-from seedloop.record import SCHEMA, conform, empty_frame
+from seedloop.core.atomic import atomic_path
+from seedloop.core.errors import InputError, require_file, warn_input
+from seedloop.core.record import SCHEMA, conform, empty_frame
 
 TABLE_SUFFIXES = (".parquet", ".jsonl")
 TEXT_COLUMNS = tuple(name for name, dtype in SCHEMA.items() if dtype == pl.Utf8)

@@ -12,7 +12,7 @@ import sqlite3
 from pathlib import Path
 from typing import Sequence
 
-from seedloop.errors import InputError
+from seedloop.core.errors import InputError
 
 
 def open_db(path: str | Path, migrations: Sequence[str], *, what: str = "cache") -> sqlite3.Connection:
