@@ -7,13 +7,13 @@ are parsed as YAML (`lr=1e-4`, `pack=false`, `target_modules=[q_proj,v_proj]`).
 
 from __future__ import annotations
 
-import difflib
 from importlib import resources
 from pathlib import Path
 from typing import Any, Iterable
 
 import yaml
 
+from seedloop.core.config import check_value, read_mapping, unknown_key
 from seedloop.core.errors import ConfigError
 
 DEFAULT = "qlora"
@@ -37,14 +37,10 @@ def shipped_configs() -> list[str]:
 
 def _read_yaml(path: Path | Any, name: str) -> dict:
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{name}: not valid YAML: {exc}") from None
+        text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"{name}: cannot read: {exc.strerror}") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{name}: expected a mapping of key: value, found {type(data).__name__}")
-    return data
+    return read_mapping(text, name)
 
 
 def _config_file(name_or_path: str | Path):
@@ -94,9 +90,7 @@ def resolve(config: str | Path | None = None, overrides: Iterable[str] = (), *, 
     for where, layer in layers:
         for key, value in layer.items():
             if key not in base:
-                hint = difflib.get_close_matches(key, base, n=1)
-                raise ConfigError(f"{where}: unknown key '{key}'" + (f" (did you mean '{hint[0]}'?)" if hint else "")
-                                  + f"; known keys: {', '.join(base)}")
+                raise ConfigError(f"{where}: {unknown_key(key, base)}; known keys: {', '.join(base)}")
             resolved[key] = _check(key, value, base[key], where, zero_ok=ZERO_OK.get(recipe, ()))
     if recipe == "classifier" and resolved["epochs"] == 0 and resolved["probe_c"] == 0:
         raise ConfigError("epochs=0 and probe_c=0 would train nothing: give the probe a C or some epochs")
@@ -104,24 +98,14 @@ def resolve(config: str | Path | None = None, overrides: Iterable[str] = (), *, 
 
 
 def _check(key: str, value: Any, default: Any, where: str, zero_ok: tuple = ()) -> Any:
-    expected = OPTIONAL_TYPES.get(key) if default is None else type(default)
-    if value is None:
-        if default is None:
-            return None
-        raise ConfigError(f"{where}: '{key}' cannot be null (default {default!r})")
     if key == "target_modules" and isinstance(value, list) and all(isinstance(v, str) for v in value):
         return value
-    if expected is float and isinstance(value, str):
-        try:   # YAML 1.1 reads 1e-4 (no dot) as a string
-            value = float(value)
-        except ValueError:
-            pass
-    if expected is float and isinstance(value, int) and not isinstance(value, bool):
-        value = float(value)
-    if expected is not None and (not isinstance(value, expected) or (expected is int and isinstance(value, bool))):
-        raise ConfigError(f"{where}: '{key}' should be {expected.__name__}, found {value!r}")
-    if key in CHOICES and value not in CHOICES[key]:
-        raise ConfigError(f"{where}: '{key}' should be one of {', '.join(CHOICES[key])}, found {value!r}")
+    try:
+        value = check_value(key, value, default, OPTIONAL_TYPES.get(key), CHOICES.get(key))
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+    if value is None:
+        return None
     if key in POSITIVE and (value < 0 if key in zero_ok else value <= 0):
         raise ConfigError(f"{where}: '{key}' should be {'0 or more' if key in zero_ok else 'positive'}, found {value!r}")
     if key == "eval_fraction" and not 0 <= value < 1:

@@ -23,13 +23,11 @@ typo never silently falls back to a default. All of a file's errors come at once
 from __future__ import annotations
 
 import copy
-import difflib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from seedloop.core.config import check_value, read_mapping, unknown_key
 from seedloop.core.errors import ConfigError
 
 CONFIG_NAME = "seedloop.yaml"
@@ -55,7 +53,7 @@ CHOICES = {
     ("train", "task"): ("auto", "classification", "generation"),
     ("train", "unreviewed"): ("include", "exclude"),
     ("promote", "metric"): ("auto", "eval_loss", "accuracy", "rouge_l"),
-    ("select", "strategy"): ("mnlp", "entropy", "label_entropy", "margin", "random"),
+    ("select", "strategy"): ("mnlp", "entropy", "disagreement", "label_entropy", "margin", "random"),
 }
 # numbers with a narrower range than "not negative" (the rule for every other number)
 _AT_LEAST_1 = (lambda v: v >= 1, "at least 1")
@@ -111,7 +109,7 @@ promote:
   tolerance: 0.0                # promote the new adapter unless it is worse than the last by more than this
 select:
   k: {k}                         # items sent to annotators each round
-  strategy: mnlp                # mnlp | entropy | label_entropy | margin | random
+  strategy: mnlp                # mnlp | entropy | disagreement | label_entropy | margin | random
   diversity: true               # k-center greedy over the pool_factor * k most uncertain
   pool_factor: 3.0
   max_new_tokens: 48
@@ -179,15 +177,7 @@ def load_config(ws: Workspace) -> dict:
 
 def parse_config(text: str, where: str) -> dict:
     """The settings in `text` (the contents of the file `where`), checked and merged over DEFAULTS."""
-    try:
-        data = yaml.safe_load(text) or {}
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = f":{mark.line + 1}" if mark else ""
-        raise ConfigError(f"{where}{line}: not valid YAML ({getattr(exc, 'problem', exc)})") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{where}: expected a mapping of settings, found {type(data).__name__}")
-    return merge(DEFAULTS, data, where)
+    return merge(DEFAULTS, read_mapping(text, where), where)
 
 
 def merge(defaults: dict, data: dict, where: str) -> dict:
@@ -214,7 +204,7 @@ def _merge(defaults: dict, data: dict, prefix: tuple[str, ...], errors: list[str
         path = (*prefix, str(key))
         dotted = ".".join(path)
         if key not in defaults:
-            errors.append(_unknown(str(key), defaults, prefix))
+            errors.append(unknown_key(str(key), defaults, prefix))
             continue
         default = defaults[key]
         if isinstance(default, dict) and path != ("train", "overrides"):
@@ -230,25 +220,11 @@ def _merge(defaults: dict, data: dict, prefix: tuple[str, ...], errors: list[str
     return out
 
 
-def _unknown(key: str, known, prefix: tuple[str, ...]) -> str:
-    hint = difflib.get_close_matches(key, list(known), n=1)
-    dotted = ".".join((*prefix, key))
-    return f"unknown key '{dotted}'" + (f" (did you mean '{'.'.join((*prefix, hint[0]))}'?)" if hint else "")
-
-
 def _check(path: tuple[str, ...], value: Any, default: Any) -> Any:
     dotted = ".".join(path)
-    expected = OPTIONAL.get(path) if default is None else type(default)
+    value = check_value(dotted, value, default, OPTIONAL.get(path), CHOICES.get(path))
     if value is None:
-        if default is None:
-            return None
-        raise ConfigError(f"'{dotted}' cannot be empty (default {default!r})")
-    if expected is float and isinstance(value, int) and not isinstance(value, bool):
-        value = float(value)
-    if expected is not None and (not isinstance(value, expected) or (expected in (int, float) and isinstance(value, bool))):
-        raise ConfigError(f"'{dotted}' should be {_kind(expected)}, found {value!r}")
-    if path in CHOICES and value not in CHOICES[path]:
-        raise ConfigError(f"'{dotted}' should be one of {', '.join(CHOICES[path])}, found {value!r}")
+        return None
     if path in RANGES and not RANGES[path][0](value):
         raise ConfigError(f"'{dotted}' should be {RANGES[path][1]}, found {value!r}")
     if isinstance(value, (int, float)) and not isinstance(value, bool) and value < 0:
@@ -270,7 +246,7 @@ def allowed_tasks(task: str) -> list[str]:
 def config_tasks(train: dict) -> tuple[list[str], list[str]]:
     """(tasks whose recipe accepts `train.config`, why each other allowed task refuses it). A shipped
     generator config (lora) does not fit the classifier, so with task auto it also says which is meant."""
-    from train.config import resolve   # plain YAML and checks: no torch behind it
+    from train.config import resolve  # plain YAML and checks: no torch behind it
 
     fits, refused = [], {}
     for task in allowed_tasks(train["task"]):
@@ -301,7 +277,7 @@ def _train_errors(train: dict) -> list[str]:
     errors: list[str] = []
     for key, value in overrides.items():
         if key not in known:
-            errors.append(_unknown(str(key), known, ("train", "overrides")) + _other_recipe(str(key), fits))
+            errors.append(unknown_key(str(key), known, ("train", "overrides")) + _other_recipe(str(key), fits))
         elif value is None and known[key] is not None:
             errors.append(f"'train.overrides.{key}' cannot be empty (default {known[key]!r})")
         else:
@@ -327,10 +303,6 @@ def _override_errors(config: str, tasks: list[str], key: str, value: Any) -> lis
             continue
         try:
             resolve(AUTO_CONFIG[task] if config == "auto" else config, [], recipe=RECIPES[task], **{key: value})
-        except ConfigError as exc:   # "option: 'epochs' should be int, ..." from the trainer
+        except ConfigError as exc:   # "option: 'epochs' should be a whole number, ..." from the trainer
             errors.append(f"'train.overrides.{key}': {str(exc).removeprefix('option: ')}")
     return errors
-
-
-def _kind(t: type) -> str:
-    return {int: "a whole number", float: "a number", str: "text", bool: "true or false", dict: "a mapping"}.get(t, t.__name__)

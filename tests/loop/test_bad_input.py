@@ -102,7 +102,7 @@ def test_every_bad_key_is_reported_at_once_trainer_overrides_included(tmp_path):
     assert "seedloop.yaml: 5 problems" in msg
     for needle in ("unknown key 'select.kk' (did you mean 'select.k'?)",
                    "'generate.concurrency' should be at least 1, found 0",
-                   "'train.overrides.epochs': 'epochs' should be int, found 'two'",
+                   "'train.overrides.epochs': 'epochs' should be a whole number, found 'two'",
                    "'train.overrides.lr': 'lr' should be positive",
                    "unknown key 'train.overrides.epochz' (did you mean 'train.overrides.epochs'?)"):
         assert needle in msg, needle
@@ -114,7 +114,7 @@ def test_a_bad_trainer_override_alone_fails_on_load_naming_file_and_key(tmp_path
     edit(ws, "  overrides: {}", "  overrides: {epochs: two}")
     res = run_cli("status", ws)   # any command that loads the config; `cycle` would fail the same way
     assert res.returncode == 2
-    assert f"{ws / 'seedloop.yaml'}: 'train.overrides.epochs': 'epochs' should be int, found 'two'" in \
+    assert f"{ws / 'seedloop.yaml'}: 'train.overrides.epochs': 'epochs' should be a whole number, found 'two'" in \
         " ".join(res.stderr.split())
 
 
@@ -144,7 +144,7 @@ def test_bad_task_metric_and_recipe_keys_are_named(tmp_path):
     # task auto: a key of either recipe is good, its type is checked by that recipe, a key of neither fails
     edit(ws, "  overrides: {}", "  overrides: {probe_c: lots, max_steps: 4, epochz: 2}")
     msg = " ".join(run_cli("cycle", ws).stderr.split())
-    assert "'train.overrides.probe_c': 'probe_c' should be float, found 'lots'" in msg
+    assert "'train.overrides.probe_c': 'probe_c' should be a number, found 'lots'" in msg
     assert "unknown key 'train.overrides.epochz' (did you mean 'train.overrides.epochs'?)" in msg
     assert "max_steps" not in msg and not (ws / "rounds").exists()
 

@@ -27,13 +27,19 @@ def test_shipped_configs_are_the_expected_ones():
     assert {"qlora", "lora", "smoke"} <= set(shipped_configs())
 
 
-def test_train_signature_defaults_match_the_default_config():
+def test_train_config_defaults_are_the_default_config():
+    """TrainConfig's settings are qlora.yaml's keys, in its order, with its defaults; train() takes them."""
     from train.recipe import train
+    from train.recipe_config import INPUTS, TrainConfig
 
-    params = inspect.signature(train).parameters
+    settings = TrainConfig(data="d.parquet").settings()
+    assert list(settings) == list(defaults()), "TrainConfig's settings and qlora.yaml's keys differ"
     for key, value in defaults().items():
-        assert key in params, f"qlora.yaml key {key} is not a parameter of train()"
-        assert params[key].default == value, f"{key}: train() default {params[key].default!r} != yaml {value!r}"
+        assert settings[key] == value, f"{key}: TrainConfig default {settings[key]!r} != yaml {value!r}"
+    assert TrainConfig(data="d", **resolve("smoke")).settings() == resolve("smoke")
+    assert list(inspect.signature(train).parameters)[:3] == list(INPUTS[:3])
+    with pytest.raises(TypeError, match="lora_rank"):
+        train("d.parquet", lora_rank=8)
 
 
 def test_overrides_are_typed_by_yaml():
@@ -55,8 +61,8 @@ def test_unknown_key_names_the_nearest_one():
 
 
 @pytest.mark.parametrize("override, message", [
-    ("epochs=two", "'epochs' should be int"),
-    ("pack=1", "'pack' should be bool"),
+    ("epochs=two", "'epochs' should be a whole number"),
+    ("pack=1", "'pack' should be true or false"),
     ("overlong=skip", "'overlong' should be one of drop, truncate"),
     ("eval_fraction=1.5", "'eval_fraction' should be in"),
     ("batch_size=0", "'batch_size' should be positive"),
@@ -70,7 +76,7 @@ def test_bad_values_are_named(override, message):
 def test_bad_config_file_is_named(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("lr: [1, 2\n")
-    with pytest.raises(ConfigError, match="bad.yaml: not valid YAML"):
+    with pytest.raises(ConfigError, match=r"bad.yaml:2: not valid YAML"):
         resolve(bad)
     with pytest.raises(ConfigError, match="unknown config 'nope'"):
         resolve("nope")
