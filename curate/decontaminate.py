@@ -17,9 +17,9 @@ from typing import Sequence
 
 import numpy as np
 
-from curate.drops import Drop
 from curate.edit_dedup import edit_pairs
 from curate.semantic_dedup import exact_index
+from seedloop.core.record import Drop
 from seedloop.core.text import tokens
 
 MIN_SHORT = 4

@@ -25,8 +25,8 @@ from typing import Sequence
 
 import numpy as np
 
-from curate.drops import Drop
 from curate.keep import group_labels, pick_kept
+from seedloop.core.record import Drop
 from seedloop.core.text import tokens
 
 REASON = "near_duplicate"

@@ -10,8 +10,8 @@ from typing import Sequence
 
 import numpy as np
 
-from curate.drops import Drop
 from curate.keep import pick_kept
+from seedloop.core.record import Drop
 from seedloop.core.text import normalized_hash
 
 REASON = "exact_duplicate"

@@ -23,9 +23,9 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from curate.drops import Drop
 from curate.keep import group_labels, pick_kept
 from seedloop.core.errors import ConfigError
+from seedloop.core.record import Drop
 
 REASON = "semantic_duplicate"
 # Measured (benchmarks/curate_graph.py crossover, 2 shared cores, 384 dims): exact vs IVF graph took

@@ -11,7 +11,7 @@ from typing import Callable
 import polars as pl
 
 from seedloop.core.errors import ConfigError
-from seedloop.core.record import to_frame
+from seedloop.core.record import drop_table, make_id, to_frame
 from synth.cache import RequestCache
 from synth.engine import Limits, Stats, TeacherClient
 from synth.evol_instruct import EvolInstructGenerator
@@ -46,18 +46,25 @@ async def generate_async(seeds: pl.DataFrame, client: TeacherClient, *, n: int, 
     slots = OrderedSlots(want=n, window=window or client.limits.concurrency, seed=seed,
                          known_texts=generator.known_texts(), threshold=threshold, progress=progress)
     outcome = await slots.run(generator)
-    drops = pl.DataFrame([_flat(d) for d in outcome.drops], infer_schema_length=None) if outcome.drops \
-        else pl.DataFrame({"reason": [], "text": []}, schema={"reason": pl.Utf8, "text": pl.Utf8})
+    drops = drop_table(_as_row(d) for d in outcome.drops)
     return GenerateResult(records=to_frame(outcome.records), drops=drops,
                           drop_counts=Counter(d["reason"] for d in outcome.drops), stats=client.stats,
                           slots=outcome.slots, stop_reason=outcome.stop_reason, message=outcome.message,
                           spent=client.spent)
 
 
-def _flat(d: dict) -> dict:
-    """Drops carry a few loose fields; keep them as text columns so any mix of them forms a table."""
-    keep = ("reason", "stage", "text", "instruction", "input", "similar_to", "similarity", "operation", "parent")
-    return {k: (None if d.get(k) is None else str(d[k])) for k in keep}
+def _as_row(d: dict) -> dict:
+    """A generation drop as a drop-table row. The dropped text is the candidate instruction, or the
+    answer when the stage is `instance` or `response` (then `instruction` says what it answered);
+    near-duplicate and evolution facts go into the detail."""
+    answer = d.get("stage") in ("instance", "response")
+    row = {"instruction": d.get("instruction") if answer else d.get("text"), "input": d.get("input"),
+           "output": d.get("output", d.get("text")) if answer or "output" in d else None,
+           "source": "generated", "reason": d["reason"], "stage": d.get("stage")}
+    facts = [f"{k} {d[k]:.3f}" if isinstance(d[k], float) else f"{k} {d[k]}"
+             for k in ("similar_to", "similarity", "operation", "parent") if d.get(k) is not None]
+    return {**row, "id": d.get("id") or make_id(row["instruction"] or "", row["input"] or ""),
+            "detail": "; ".join(facts) or None}
 
 
 def run_generate(seeds: pl.DataFrame, *, n: int, teacher: Teacher, cache: str | Path, job: str,

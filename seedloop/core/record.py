@@ -1,4 +1,4 @@
-"""The record: one row per example, the same columns in every stage (see DESIGN.md).
+"""The record: one row per example, the same columns in every stage.
 
 Stages exchange polars DataFrames with exactly these columns. `conform` turns any table that has
 at least the required columns into one with the full schema, so a stage never has to guess.
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import dataclass
 from typing import Any, Iterable
 
 import polars as pl
@@ -50,6 +51,32 @@ SCHEMA: dict[str, pl.DataType] = {
     "review": REVIEW,
 }
 REQUIRED = ("instruction",)
+
+
+# A dropped row keeps the record columns and says why: the one drop table every stage writes
+# (`generate --drops`, `curate --drops`, the loop's curate_drops.parquet).
+DROP_COLUMNS: dict[str, pl.DataType] = {
+    "reason": pl.Utf8,   # stable string, counted and shown in reports (e.g. near_duplicate, refusal)
+    "stage": pl.Utf8,    # where: generation's instruction / instance / evolution / response, or a curate step
+    "detail": pl.Utf8,   # one line a reviewer can read: the rule's evidence
+}
+DROP_SCHEMA: dict[str, pl.DataType] = {**SCHEMA, **DROP_COLUMNS}
+
+
+@dataclass(frozen=True)
+class Drop:
+    """A row a step dropped: its position in the table the step was given, and why."""
+    row: int
+    reason: str
+    dup_of: str | None = None     # id of the kept row (or of the evaluation row) it duplicates
+    similarity: float | None = None
+    detail: str | None = None
+    dup_row: int | None = None    # position of the kept row in the same table (None for evaluation rows)
+
+
+def drop_table(rows: Iterable[dict]) -> pl.DataFrame:
+    """Dropped rows (record keys, missing ones allowed, plus reason, stage and detail) as a drop table."""
+    return pl.DataFrame([{name: r.get(name) for name in DROP_SCHEMA} for r in rows], schema=DROP_SCHEMA)
 
 
 def make_id(instruction: str, input: str = "", messages: list[dict] | None = None) -> str:

@@ -32,7 +32,7 @@ def planted(embedder):
 def test_default_threshold_is_the_documented_one():
     import inspect
 
-    assert inspect.signature(curate).parameters["threshold"].default == DEFAULT_THRESHOLD
+    assert inspect.signature(curate_table).parameters["threshold"].default == DEFAULT_THRESHOLD
 
 
 def test_planted_copies_are_found(planted):

@@ -8,7 +8,7 @@ import pytest
 
 from curate.judge import Verdicts
 from curate.pipeline import curate_table
-from seedloop.core.record import new_record, to_frame
+from seedloop.core.record import DROP_SCHEMA, new_record, to_frame
 
 
 def rule_judge(rows, progress=None):
@@ -29,6 +29,8 @@ def test_heuristics_drop_generated_refusals_but_never_seed_rows(embedder):
     assert res.kept.get_column("source").to_list() == ["seed"]
     assert set(res.drops.get_column("detail")) == {"the output refuses or apologizes instead of answering",
                                                    "the output is empty"}
+    assert res.drops.columns[:len(DROP_SCHEMA)] == list(DROP_SCHEMA)
+    assert res.drops.get_column("stage").to_list() == ["heuristics", "heuristics"]
 
 
 def test_keep_score_keeps_the_best_judged_copy(embedder):

@@ -15,6 +15,7 @@ import time
 import datasets
 import pytest
 
+from seedloop.core.record import DROP_SCHEMA
 from seedloop.core.tables import read_table
 from synth.seeds import load_seeds
 from tests.conftest import EXAMPLE_SEEDS, free_port, run_cli
@@ -44,7 +45,7 @@ def test_generate_writes_records_with_lineage(fake_llm, tmp_path):
     hf = datasets.load_from_disk(str(tmp_path / "hf"))
     assert hf.num_rows == 12 and hf[0]["id"] == df["id"][0]
     drops = [json.loads(line) for line in (tmp_path / "drops.jsonl").read_text().splitlines()]
-    assert all(d["reason"] for d in drops)
+    assert all(d["reason"] and d["stage"] and d["id"] and list(d) == list(DROP_SCHEMA) for d in drops)
     assert "sk-test-secret" not in res.stderr + res.stdout
     assert b"sk-test-secret" not in (tmp_path / "cache.sqlite").read_bytes()
 
@@ -149,3 +150,23 @@ def test_missing_key_is_one_line(tmp_path):
 def test_bad_output_suffix(tmp_path):
     res = run_cli("generate", "--seeds", EXAMPLE_SEEDS, "--out", tmp_path / "o.csv")
     assert res.returncode == 2 and "--out must end in .parquet or .jsonl" in res.stderr
+
+
+def test_generation_drops_form_the_shared_drop_table():
+    from seedloop.core.record import drop_table
+    from synth.generate import _as_row
+
+    drops = [{"reason": "near_duplicate", "text": "How do I close my account?", "stage": "instruction",
+              "similar_to": "How can I close my account?", "similarity": 0.91234},
+             {"reason": "refusal", "text": "I cannot help.", "stage": "response", "operation": "deepen",
+              "instruction": "Explain card fees"},
+             {"reason": "duplicate_id", "text": "Hi", "id": "abc", "instruction": "Hi", "input": "", "output": "Hello"}]
+    table = drop_table(_as_row(d) for d in drops)
+    assert table.columns == list(DROP_SCHEMA)
+    rows = table.to_dicts()
+    assert rows[0]["instruction"] == "How do I close my account?" and rows[0]["output"] is None
+    assert rows[0]["detail"] == "similar_to How can I close my account?; similarity 0.912"
+    assert (rows[1]["instruction"], rows[1]["output"], rows[1]["stage"]) == ("Explain card fees", "I cannot help.", "response")
+    assert rows[1]["detail"] == "operation deepen"
+    assert (rows[2]["id"], rows[2]["output"], rows[2]["reason"]) == ("abc", "Hello", "duplicate_id")
+    assert rows[0]["id"] and rows[0]["id"] != rows[1]["id"]
