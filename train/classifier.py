@@ -29,6 +29,7 @@ from seedloop.core.tables import read_table
 from train import classifier_model as cm
 from train.config import resolve
 
+
 def classifier_text(record: dict) -> str:
     """What a classifier reads: the record's input when it has one (the instruction is then the task,
     the same on every row), else its instruction; for chat rows, the last user turn."""
@@ -89,14 +90,8 @@ def train_classifier(data: str | Path | pl.DataFrame, base: str | Path = "minilm
     # 2. model -----------------------------------------------------------------------------------
     torch.manual_seed(cfg["seed"])
     base_path = cm.resolve_classifier_base(previous["base"] if previous else base)
-    tokenizer = cm.load_tokenizer(base_path)
-    model, pooling = cm.build_model(base_path, len(label_list), four_bit=cfg["four_bit"], dtype=cfg["dtype"])
-    if pooling == "last":
-        model.config.pad_token_id = tokenizer.pad_token_id
-    model = cm.add_lora(model, pooling, r=cfg["lora_r"], alpha=cfg["lora_alpha"], dropout=cfg["lora_dropout"])
-    if previous:
-        _warm_start(model, Path(init_adapter), previous["labels"], label_list)
-    student = cm.Classifier(model, tokenizer, label_list, pooling, cfg["max_length"])
+    student = _build_student(base_path, label_list, cfg, init_adapter, previous)
+    model, tokenizer, pooling = student.model, student.tokenizer, student.pooling
     say({"event": "start", "total": cfg["epochs"] * -(-len(texts) // cfg["batch_size"]), "step": 0,
          "train_examples": len(texts), "eval_examples": 0, **drops})
 
@@ -120,6 +115,19 @@ def train_classifier(data: str | Path | pl.DataFrame, base: str | Path = "minilm
     write_text(out / "metrics.json", json.dumps(metrics, indent=1))
     say({"event": "done", **metrics})
     return metrics
+
+
+def _build_student(base_path: Path, label_list: list[str], cfg: dict, init_adapter, previous: dict | None,
+                   ) -> cm.Classifier:
+    """Base, label head and LoRA; a warm start loads the previous round's adapter and head."""
+    tokenizer = cm.load_tokenizer(base_path)
+    model, pooling = cm.build_model(base_path, len(label_list), four_bit=cfg["four_bit"], dtype=cfg["dtype"])
+    if pooling == "last":
+        model.config.pad_token_id = tokenizer.pad_token_id
+    model = cm.add_lora(model, pooling, r=cfg["lora_r"], alpha=cfg["lora_alpha"], dropout=cfg["lora_dropout"])
+    if previous:
+        _warm_start(model, Path(init_adapter), previous["labels"], label_list)
+    return cm.Classifier(model, tokenizer, label_list, pooling, cfg["max_length"])
 
 
 def _label_list(targets: list[str], given: list[str] | None, previous: dict | None) -> list[str]:

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import polars as pl
 
 from seedloop.core.errors import InputError
+from seedloop.core.tables import read_table
 from train.chat import render_segments
 
 IGNORE = -100
@@ -98,6 +99,33 @@ def split_eval(records: list[dict], fraction: float, seed: int = 0) -> tuple[lis
 
     held = set(sorted(range(len(records)), key=lambda i: rank(records[i]))[:k])
     return ([r for i, r in enumerate(records) if i not in held], [r for i, r in enumerate(records) if i in held])
+
+
+def read_examples(data, eval_data, tokenizer, *, max_length: int, overlong: str, include_rejected: bool,
+                  eval_fraction: float, seed: int) -> tuple[dict, list[Example], list[Example]]:
+    """(report, training examples, held-out examples) from a record table (a path or a DataFrame) and
+    `eval_data`, or else `eval_fraction` of it held out. The report has the rows, every skip counted
+    by reason, and a fingerprint of the record ids; no training example at all is an InputError."""
+    df = data if isinstance(data, pl.DataFrame) else read_table(data)
+    where = "the data frame" if isinstance(data, pl.DataFrame) else str(data)
+    records, counts = training_records(df, include_rejected=include_rejected)
+    if eval_data is not None:
+        eval_df = eval_data if isinstance(eval_data, pl.DataFrame) else read_table(eval_data)
+        train_records, eval_records = records, training_records(eval_df, include_rejected=include_rejected)[0]
+    else:
+        train_records, eval_records = split_eval(records, eval_fraction, seed)
+    train_set, train_counts = encode_records(train_records, tokenizer, max_length=max_length, overlong=overlong)
+    eval_set, eval_counts = encode_records(eval_records, tokenizer, max_length=max_length, overlong=overlong)
+    counts = counts + train_counts + eval_counts
+    counts["truncated"] = train_counts["truncated"] + eval_counts["truncated"]
+    if not train_set:
+        found = ", ".join(f"{k}={v}" for k, v in counts.items() if v) or "none"
+        raise InputError(f"no training examples: {df.height} rows, dropped {found}; need records with an "
+                         "output that are not rejected and fit in max_length", file=where)
+    fingerprint = hashlib.sha256("\n".join(sorted(r.get("id") or "" for r in records)).encode()).hexdigest()[:16]
+    report = {"rows": df.height, "counts": dict(counts), "fingerprint": fingerprint,
+              "train_examples": len(train_set), "eval_examples": len(eval_set)}
+    return report, train_set, eval_set
 
 
 def plan_epoch(n: int, *, batch_size: int, grad_accum: int, seed: int, epoch: int,

@@ -5,7 +5,7 @@ peft: the merged encoder (a plain Hugging Face model) plus its label head, or, f
 base, a *ForSequenceClassification folder with the labels in its config.
 
 Merging goes into a bf16 or fp32 copy of the base, never into the 4-bit weights: rounding the merged
-weights back to 4 bits about doubles the error (see ENVIRONMENT.md). The merged folder is a normal
+weights back to 4 bits about doubles the error. The merged folder is a normal
 Hugging Face model (with the tokenizer and chat template the adapter was trained with) that any
 server can load.
 """

@@ -202,7 +202,8 @@ def score_options(model, tokenizer, records: list[dict], options: list[str], *, 
 
     The prompt runs once per record and its key/value cache is shared by every option, so K options
     cost one prompt plus K short continuations instead of K full sequences (equal, to float error, to
-    scoring each option on its own with `response_logprobs`; tests/train checks that).
+    scoring each option on its own with `response_logprobs`: tests/train/test_export_evaluate.py and
+    tests/active_learning/test_scoring.py check that).
     """
     import numpy as np
 

@@ -1,11 +1,16 @@
-"""The QLoRA recipe: one function, `train()`, that reads top to bottom.
+"""The QLoRA recipe: `run_recipe(cfg)` reads top to bottom, and this file follows it, a section each:
 
-  1. data: records -> chat-rendered examples (response-only labels), held-out split
-  2. model: base in 4-bit NF4 (or plain), LoRA on every linear layer, or warm-started from an adapter
-  3. optimizer and schedule; restore a checkpoint on resume
-  4. an explicit loop: step, evaluate, stop early, checkpoint
-  5. save: adapter, tokenizer + chat template, resolved config, metrics, loss curve
+  1. data: records -> chat-rendered examples (response-only labels), held-out split: setup_data
+  2. model: base in 4-bit NF4 (or plain), LoRA on every linear layer, or warm-started from an adapter:
+     setup_accelerator, _setup_model
+  3. optimizer and schedule; restore a checkpoint on resume: setup_optimizer, restore_checkpoint
+  4. an explicit loop: step, evaluate, stop early, checkpoint: train_loop (take_step, eval_and_track,
+     checkpoint)
+  5. save: adapter, tokenizer + chat template, resolved config, metrics, loss curve: save
   6. clean up
+
+`train(data, base, out, **settings)` is the entry point for callers: plain keyword arguments (the keys
+of train/configs/qlora.yaml) in, one TrainConfig (train/recipe_config.py) built, the recipe run.
 
 Side concerns live in helpers: checkpoints.py, tracking.py, loss.py, data.py. Multi-GPU runs go
 through accelerate's DDP (`accelerate launch --config_file train/configs/accelerate/ddp.yaml -m
@@ -15,177 +20,77 @@ summed over processes so a step means the same as on one, and only the main proc
 
 from __future__ import annotations
 
-import hashlib
 import math
 import time
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import polars as pl
 import torch
 
 from seedloop.core.errors import ConfigError, InputError
-from seedloop.core.tables import read_table
 from train import checkpoints as ckpt
 from train.chat import setup_chat_template
-from train.data import collate, encode_records, plan_epoch, split_eval, training_records
+from train.data import collate, plan_epoch, read_examples
 from train.loss import autocast, count_targets, response_nll
 from train.models import disable_cpu_4bit_repack, load_base, pick_dtype, resolve_base
 from train.outputs import write_outputs
+from train.recipe_config import TrainConfig
 from train.tracking import open_tracker, peak_memory_mb
 
 
 def train(data: str | Path | pl.DataFrame, base: str | Path = "local", out: str | Path = "runs/train", *,
           eval_data: str | Path | pl.DataFrame | None = None, init_adapter: str | Path | None = None,
-          resume: bool = False, four_bit: bool = True, dtype: str = "auto", lora_r: int = 16,
-          lora_alpha: int = 32, lora_dropout: float = 0.05, target_modules: str | list = "all-linear",
-          gradient_checkpointing: bool = True, max_length: int = 512, overlong: str = "drop", pack: bool = True,
-          eval_fraction: float = 0.1, include_rejected: bool = False, chat_template: str = "auto",
-          epochs: int = 3, max_steps: int | None = None, batch_size: int = 8, grad_accum: int = 1,
-          lr: float = 2e-4, weight_decay: float = 0.0, warmup_ratio: float = 0.03, lr_scheduler: str = "cosine",
-          max_grad_norm: float = 0.3, seed: int = 0, eval_every: int = 50, early_stopping_patience: int = 3,
-          early_stopping_threshold: float = 0.0, save_every: int = 50, keep_checkpoints: int = 2,
-          report_to: str = "mlflow", tracking_uri: str | None = None, experiment: str = "seedloop",
-          run_name: str | None = None, progress: Callable[[dict], None] | None = None) -> dict:
+          resume: bool = False, progress: Callable[[dict], None] | None = None, **settings) -> dict:
     """Fine-tune `base` on the records in `data`; write the adapter and its metrics to `out`.
 
-    The keyword settings are the keys of train/configs/qlora.yaml (same defaults). `progress`, if
-    given, receives a dict per event (`event`: start, step, eval, note, done). Returns the metrics
-    that are also written to OUT/metrics.json. With `resume=True` a finished run returns its metrics
-    and an interrupted one continues from its latest checkpoint.
+    The keyword settings are the keys of train/configs/qlora.yaml (same defaults; see TrainConfig).
+    `progress`, if given, receives a dict per event (`event`: start, step, eval, note, done). Returns
+    the metrics that are also written to OUT/metrics.json. With `resume=True` a finished run returns
+    its metrics and an interrupted one continues from its latest checkpoint.
     """
-    settings = {"format": 1, **{k: v for k, v in locals().items()
-                                if k not in ("data", "eval_data", "out", "progress", "resume")}}
-    out = Path(out)
+    config = TrainConfig(data=data, base=base, out=out, eval_data=eval_data, init_adapter=init_adapter,
+                         resume=resume, **settings)
+    return run_recipe(config, progress)
+
+
+def run_recipe(cfg: TrainConfig, progress: Callable[[dict], None] | None = None) -> dict:
+    """One training run as `cfg` says, sections 1 to 6 of the module docstring; returns the metrics."""
     say = progress or (lambda event: None)
-    if resume and (out / "metrics.json").is_file():
-        return _finished_metrics(out)
-    _check_out_folder(out, resume)
+    if cfg.resume and (cfg.out / "metrics.json").is_file():
+        return _finished_metrics(cfg.out)
+    _check_out_folder(cfg.out, cfg.resume)
 
     # 1. data ------------------------------------------------------------------------------------
-    base_path = resolve_base(base)
-    # a warm start keeps the previous round's tokenizer and chat template
-    warm = init_adapter and (Path(init_adapter) / "tokenizer_config.json").is_file()
-    tokenizer = _load_tokenizer(Path(init_adapter) if warm else base_path)
-    template = setup_chat_template(tokenizer, chat_template)
-    if template != "model":
-        say({"event": "note", "text": f"chat template: {template} (the model has none of its own)"})
-    data_report, train_set, eval_set = _setup_data(data, eval_data, tokenizer, max_length=max_length,
-                                                   overlong=overlong, include_rejected=include_rejected,
-                                                   eval_fraction=eval_fraction, seed=seed)
-    settings.update(data=_describe(data), eval_data=_describe(eval_data), base=str(base), base_path=str(base_path),
-                    init_adapter=str(init_adapter or "") or None,
-                    data_fingerprint=data_report["fingerprint"], chat_template_source=template)
+    base_path = resolve_base(cfg.base)
+    examples = setup_data(cfg, base_path, say)
 
     # 2. model -----------------------------------------------------------------------------------
-    from accelerate import Accelerator
-
-    torch.manual_seed(seed)
-    amp = pick_dtype(dtype)   # the compute dtype: bf16 where the hardware has it
-    # fp16 needs loss scaling, which accelerate does in backward(); bf16 and fp32 need none
-    accelerator = Accelerator(cpu=not torch.cuda.is_available(),
-                              mixed_precision="fp16" if amp == torch.float16 else "no")
-    world, rank = accelerator.num_processes, accelerator.process_index
-    _refuse_sharding(accelerator)
-    if world > batch_size:
-        raise ConfigError(f"batch_size {batch_size} is smaller than the {world} processes; raise it")
-    if init_adapter:   # a warm start keeps the previous adapter's shape; say so if the settings differ
-        shape = _adapter_shape(Path(init_adapter))
-        if shape != {"lora_r": lora_r, "lora_alpha": lora_alpha}:
-            say({"event": "note", "text": f"warm start: the adapter's {shape} replace the configured LoRA shape"})
-            settings.update(shape)
-    model = _setup_model(base_path, four_bit=four_bit, dtype=dtype, lora_r=lora_r, lora_alpha=lora_alpha,
-                         lora_dropout=lora_dropout, target_modules=target_modules, init_adapter=init_adapter,
-                         gradient_checkpointing=gradient_checkpointing)
-    trainable = [p for p in model.parameters() if p.requires_grad]
+    torch.manual_seed(cfg.seed)
+    accelerator, amp = setup_accelerator(cfg)
+    cfg = _adopt_adapter_shape(cfg, say)
+    model = _setup_model(base_path, four_bit=cfg.four_bit, dtype=cfg.dtype, lora_r=cfg.lora_r,
+                         lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout, target_modules=cfg.target_modules,
+                         init_adapter=cfg.init_adapter, gradient_checkpointing=cfg.gradient_checkpointing)
+    record = run_record(cfg, base_path, examples)
 
     # 3. optimizer, schedule, resume -------------------------------------------------------------
-    from peft import get_peft_model_state_dict, set_peft_model_state_dict
-    from transformers import get_scheduler
-
-    steps_per_epoch = math.ceil(len(train_set) / (batch_size * grad_accum))
-    total_steps = max_steps or epochs * steps_per_epoch
-    optimizer = torch.optim.AdamW(trainable, lr=lr, weight_decay=weight_decay)
-    scheduler = get_scheduler(lr_scheduler, optimizer, num_warmup_steps=round(warmup_ratio * total_steps),
-                              num_training_steps=total_steps)
-    state, best_adapter = ckpt.TrainState(), None
-    last = ckpt.latest_checkpoint(out) if resume else None
-    if last is not None:
-        state, adapter, best_adapter = ckpt.load_checkpoint(last, optimizer=optimizer, scheduler=scheduler,
-                                                            config=settings)
-        set_peft_model_state_dict(model, adapter)
-        say({"event": "note", "text": f"resumed from {last} (step {state.step})"})
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    optimizer, scheduler, total_steps = setup_optimizer(cfg, trainable, len(examples.train))
+    state, best_adapter = restore_checkpoint(cfg, record, model, optimizer, scheduler, say)
     model, optimizer = accelerator.prepare(model, optimizer)
-    unwrapped = accelerator.unwrap_model(model)
-    tracker = open_tracker(report_to, out, tracking_uri=tracking_uri, experiment=experiment, run_name=run_name,
-                           main_process=accelerator.is_main_process)
-    tracker.log_params({**settings, "train_examples": len(train_set), "eval_examples": len(eval_set)})
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (tokenizer.eos_token_id or 0)
-    say({"event": "start", "total": total_steps, "step": state.step, "train_examples": len(train_set),
-         "eval_examples": len(eval_set), **data_report["counts"]})
+    tracker = _open_tracker(cfg, record, examples, accelerator)
+    r = Run(cfg=cfg, say=say, examples=examples, record=record, accelerator=accelerator, model=model,
+            unwrapped=accelerator.unwrap_model(model), trainable=trainable, optimizer=optimizer,
+            scheduler=scheduler, amp=amp, total_steps=total_steps, tracker=tracker, state=state,
+            best_adapter=best_adapter)
+    say({"event": "start", "total": total_steps, "step": state.step, "train_examples": len(examples.train),
+         "eval_examples": len(examples.eval), **examples.report["counts"]})
 
-    def evaluate_now() -> float | None:
-        if not eval_set:
-            return None
-        loss = eval_loss(unwrapped, eval_set, batch_size=batch_size, pack=pack, pad_id=pad_id, amp_dtype=amp)
-        state.evals.append({"step": state.step, "eval_loss": loss})
-        tracker.log_metrics({"eval_loss": loss}, step=state.step)
-        say({"event": "eval", "step": state.step, "eval_loss": loss})
-        return loss
-
-    # 4. the loop --------------------------------------------------------------------------------
     try:
-        if state.step == 0:   # the starting point of the curve, and the adapter to beat
-            best_adapter = _track_best(state, evaluate_now(), unwrapped, best_adapter, early_stopping_threshold,
-                                       early_stopping_patience)
-        while state.step < total_steps and not state.stopped_early:
-            plan = plan_epoch(len(train_set), batch_size=batch_size, grad_accum=grad_accum, seed=seed,
-                              epoch=state.epoch)
-            for micro_batches in plan[state.step_in_epoch:]:
-                batches = [collate([train_set[i] for i in mb[rank::world]], pack=pack, pad_id=pad_id)
-                           for mb in micro_batches if len(mb) >= world]
-                started = time.perf_counter()
-                # the step's target and token counts over all processes, so every process divides by the
-                # same number and a step means the same as on one process
-                targets, tokens = _summed(accelerator, sum(count_targets(b) for b in batches),
-                                          sum(b["tokens"] for b in batches))
-                loss = train_step(model, optimizer, scheduler, batches, accelerator=accelerator,
-                                  trainable=trainable, max_grad_norm=max_grad_norm, amp_dtype=amp,
-                                  total_targets=targets)
-                seconds = time.perf_counter() - started
-                state.train_seconds, state.tokens = state.train_seconds + seconds, state.tokens + tokens
-                state.step += 1
-                state.step_in_epoch += 1
-                row = {"step": state.step, "loss": loss, "lr": scheduler.get_last_lr()[0], "tokens": tokens,
-                       "seconds": round(seconds, 4)}
-                state.history.append(row)
-                tracker.log_metrics({"loss": loss, "lr": row["lr"]}, step=state.step)
-                say({"event": "step", **row, "total": total_steps})
-                at_end = state.step >= total_steps
-                if state.step % eval_every == 0 or at_end:
-                    current = evaluate_now()
-                    best_adapter = _track_best(state, current, unwrapped, best_adapter, early_stopping_threshold,
-                                               early_stopping_patience)
-                if accelerator.is_main_process and (state.step % save_every == 0 and not at_end):
-                    ckpt.save_checkpoint(out, adapter_state=get_peft_model_state_dict(unwrapped),
-                                         best_adapter=best_adapter, optimizer=optimizer, scheduler=scheduler,
-                                         state=state, config=settings, keep=keep_checkpoints)
-                if at_end or state.stopped_early:
-                    break
-            else:
-                state.epoch, state.step_in_epoch = state.epoch + 1, 0
-
-        # 5. save --------------------------------------------------------------------------------
-        if best_adapter is not None and state.best_step != state.step:
-            set_peft_model_state_dict(unwrapped, best_adapter)   # leave the adapter with the best eval loss
-        metrics = _metrics(state, data_report, unwrapped, template, total_steps)
-        accelerator.wait_for_everyone()
-        if accelerator.is_main_process:
-            write_outputs(out, unwrapped, tokenizer, settings, metrics)
-            tracker.log_metrics({k: metrics[k] for k in ("tokens_per_second", "final_eval_loss") if metrics.get(k)},
-                                step=state.step)
-            tracker.log_artifacts(out)
-        say({"event": "done", **metrics})
+        train_loop(r)        # 4. the loop
+        metrics = save(r)    # 5. save
     except BaseException:
         tracker.finish("KILLED")
         raise
@@ -194,6 +99,226 @@ def train(data: str | Path | pl.DataFrame, base: str | Path = "local", out: str 
     accelerator.end_training()
     return metrics
 
+
+@dataclass
+class Examples:
+    """Section 1's result: the tokenizer, and the tokenized training and held-out sets."""
+
+    tokenizer: Any
+    template: str      # where the chat template came from: model, chatml, or a .jinja file
+    train: list
+    eval: list
+    report: dict       # rows, skip counts, fingerprint, example counts: metrics.json's `data`
+
+    @property
+    def pad_id(self) -> int:
+        tokenizer = self.tokenizer
+        return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (tokenizer.eos_token_id or 0)
+
+
+@dataclass
+class Run:
+    """What sections 1-3 set up and the loop and save steps use; `state` and `best_adapter` change."""
+
+    cfg: TrainConfig
+    say: Callable[[dict], None]
+    examples: Examples
+    record: dict         # the settings as saved (train_config.yaml, checkpoints) and logged
+    accelerator: Any
+    model: Any           # as accelerate prepared it (DDP-wrapped under several processes): train steps
+    unwrapped: Any       # the peft model: evaluated, checkpointed, saved
+    trainable: list
+    optimizer: Any
+    scheduler: Any
+    amp: torch.dtype     # the compute dtype
+    total_steps: int
+    tracker: Any
+    state: ckpt.TrainState
+    best_adapter: dict | None
+
+
+# 1. data ----------------------------------------------------------------------------------------
+
+def setup_data(cfg: TrainConfig, base_path: Path, say) -> Examples:
+    """The tokenizer and its chat template, then the records read, split and tokenized."""
+    # a warm start keeps the previous round's tokenizer and chat template
+    warm = cfg.init_adapter and (Path(cfg.init_adapter) / "tokenizer_config.json").is_file()
+    tokenizer = _load_tokenizer(Path(cfg.init_adapter) if warm else base_path)
+    template = setup_chat_template(tokenizer, cfg.chat_template)
+    if template != "model":
+        say({"event": "note", "text": f"chat template: {template} (the model has none of its own)"})
+    report, train_set, eval_set = read_examples(cfg.data, cfg.eval_data, tokenizer, max_length=cfg.max_length,
+                                                overlong=cfg.overlong, include_rejected=cfg.include_rejected,
+                                                eval_fraction=cfg.eval_fraction, seed=cfg.seed)
+    return Examples(tokenizer, template, train_set, eval_set, report)
+
+
+# 2. model ---------------------------------------------------------------------------------------
+
+def setup_accelerator(cfg: TrainConfig) -> tuple:
+    """accelerate's Accelerator (one process, or DDP under `accelerate launch`) and the compute dtype."""
+    from accelerate import Accelerator
+
+    amp = pick_dtype(cfg.dtype)   # the compute dtype: bf16 where the hardware has it
+    # fp16 needs loss scaling, which accelerate does in backward(); bf16 and fp32 need none
+    accelerator = Accelerator(cpu=not torch.cuda.is_available(),
+                              mixed_precision="fp16" if amp == torch.float16 else "no")
+    _refuse_sharding(accelerator)
+    if accelerator.num_processes > cfg.batch_size:
+        raise ConfigError(f"batch_size {cfg.batch_size} is smaller than the {accelerator.num_processes} processes; "
+                          "raise it")
+    return accelerator, amp
+
+
+def _adopt_adapter_shape(cfg: TrainConfig, say) -> TrainConfig:
+    """A warm start keeps the previous adapter's shape; say so if the settings differ."""
+    if not cfg.init_adapter:
+        return cfg
+    shape = _adapter_shape(Path(cfg.init_adapter))
+    if shape == {"lora_r": cfg.lora_r, "lora_alpha": cfg.lora_alpha}:
+        return cfg
+    say({"event": "note", "text": f"warm start: the adapter's {shape} replace the configured LoRA shape"})
+    return replace(cfg, **shape)
+
+
+def run_record(cfg: TrainConfig, base_path: Path, examples: Examples) -> dict:
+    """The settings as saved in train_config.yaml and in checkpoints (a resume must match them): the
+    config, plus what the run found (the base's folder, the data's fingerprint, the chat template)."""
+    return {"format": 1, "base": str(cfg.base), "init_adapter": str(cfg.init_adapter or "") or None,
+            **cfg.settings(), "data": _describe(cfg.data), "eval_data": _describe(cfg.eval_data),
+            "base_path": str(base_path), "data_fingerprint": examples.report["fingerprint"],
+            "chat_template_source": examples.template}
+
+
+# 3. optimizer, schedule, resume -----------------------------------------------------------------
+
+def setup_optimizer(cfg: TrainConfig, trainable: list, train_examples: int) -> tuple:
+    """AdamW over the LoRA weights, the learning-rate schedule, and the number of optimizer steps."""
+    from transformers import get_scheduler
+
+    steps_per_epoch = math.ceil(train_examples / (cfg.batch_size * cfg.grad_accum))
+    total_steps = cfg.max_steps or cfg.epochs * steps_per_epoch
+    optimizer = torch.optim.AdamW(trainable, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    scheduler = get_scheduler(cfg.lr_scheduler, optimizer, num_warmup_steps=round(cfg.warmup_ratio * total_steps),
+                              num_training_steps=total_steps)
+    return optimizer, scheduler, total_steps
+
+
+def restore_checkpoint(cfg: TrainConfig, record: dict, model, optimizer, scheduler, say) -> tuple:
+    """(loop state, best adapter so far): fresh ones, or on resume those of OUT's latest checkpoint,
+    which also restores the adapter, the optimizer, the schedule and the random state."""
+    from peft import set_peft_model_state_dict
+
+    last = ckpt.latest_checkpoint(cfg.out) if cfg.resume else None
+    if last is None:
+        return ckpt.TrainState(), None
+    state, adapter, best_adapter = ckpt.load_checkpoint(last, optimizer=optimizer, scheduler=scheduler,
+                                                        config=record)
+    set_peft_model_state_dict(model, adapter)
+    say({"event": "note", "text": f"resumed from {last} (step {state.step})"})
+    return state, best_adapter
+
+
+def _open_tracker(cfg: TrainConfig, record: dict, examples: Examples, accelerator):
+    tracker = open_tracker(cfg.report_to, cfg.out, tracking_uri=cfg.tracking_uri, experiment=cfg.experiment,
+                           run_name=cfg.run_name, main_process=accelerator.is_main_process)
+    tracker.log_params({**record, "train_examples": len(examples.train), "eval_examples": len(examples.eval)})
+    return tracker
+
+
+# 4. the loop ------------------------------------------------------------------------------------
+
+def train_loop(r: Run) -> None:
+    """Optimizer steps until total_steps or early stopping; evaluate every eval_every steps and at the
+    end, checkpoint every save_every steps. A resumed run goes on from its checkpoint's place in its epoch."""
+    cfg, state = r.cfg, r.state
+    if state.step == 0:   # the starting point of the curve, and the adapter to beat
+        eval_and_track(r)
+    while state.step < r.total_steps and not state.stopped_early:
+        plan = plan_epoch(len(r.examples.train), batch_size=cfg.batch_size, grad_accum=cfg.grad_accum,
+                          seed=cfg.seed, epoch=state.epoch)
+        for micro_batches in plan[state.step_in_epoch:]:
+            take_step(r, micro_batches)
+            at_end = state.step >= r.total_steps
+            if state.step % cfg.eval_every == 0 or at_end:
+                eval_and_track(r)
+            if r.accelerator.is_main_process and (state.step % cfg.save_every == 0 and not at_end):
+                checkpoint(r)
+            if at_end or state.stopped_early:
+                break
+        else:
+            state.epoch, state.step_in_epoch = state.epoch + 1, 0
+
+
+def take_step(r: Run, micro_batches: list) -> None:
+    """One optimizer step on this process's share of `micro_batches`; recorded, logged and reported."""
+    world, rank = r.accelerator.num_processes, r.accelerator.process_index
+    batches = [collate([r.examples.train[i] for i in mb[rank::world]], pack=r.cfg.pack, pad_id=r.examples.pad_id)
+               for mb in micro_batches if len(mb) >= world]
+    started = time.perf_counter()
+    # the step's target and token counts over all processes, so every process divides by the
+    # same number and a step means the same as on one process
+    targets, tokens = _summed(r.accelerator, sum(count_targets(b) for b in batches),
+                              sum(b["tokens"] for b in batches))
+    loss = train_step(r.model, r.optimizer, r.scheduler, batches, accelerator=r.accelerator, trainable=r.trainable,
+                      max_grad_norm=r.cfg.max_grad_norm, amp_dtype=r.amp, total_targets=targets)
+    seconds = time.perf_counter() - started
+    state = r.state
+    state.train_seconds, state.tokens = state.train_seconds + seconds, state.tokens + tokens
+    state.step += 1
+    state.step_in_epoch += 1
+    row = {"step": state.step, "loss": loss, "lr": r.scheduler.get_last_lr()[0], "tokens": tokens,
+           "seconds": round(seconds, 4)}
+    state.history.append(row)
+    r.tracker.log_metrics({"loss": loss, "lr": row["lr"]}, step=state.step)
+    r.say({"event": "step", **row, "total": r.total_steps})
+
+
+def eval_and_track(r: Run) -> None:
+    """The eval loss (if there is a held-out set), logged and reported; then keep the best adapter and
+    count evaluations without improvement, for early stopping."""
+    if not r.examples.eval:
+        return
+    loss = eval_loss(r.unwrapped, r.examples.eval, batch_size=r.cfg.batch_size, pack=r.cfg.pack,
+                     pad_id=r.examples.pad_id, amp_dtype=r.amp)
+    r.state.evals.append({"step": r.state.step, "eval_loss": loss})
+    r.tracker.log_metrics({"eval_loss": loss}, step=r.state.step)
+    r.say({"event": "eval", "step": r.state.step, "eval_loss": loss})
+    r.best_adapter = _track_best(r.state, loss, r.unwrapped, r.best_adapter, r.cfg.early_stopping_threshold,
+                                 r.cfg.early_stopping_patience)
+
+
+def checkpoint(r: Run) -> None:
+    """Everything a resume needs (train/checkpoints.py); the oldest beyond keep_checkpoints go."""
+    from peft import get_peft_model_state_dict
+
+    ckpt.save_checkpoint(r.cfg.out, adapter_state=get_peft_model_state_dict(r.unwrapped),
+                         best_adapter=r.best_adapter, optimizer=r.optimizer, scheduler=r.scheduler,
+                         state=r.state, config=r.record, keep=r.cfg.keep_checkpoints)
+
+
+# 5. save ----------------------------------------------------------------------------------------
+
+def save(r: Run) -> dict:
+    """Leave the adapter with the best eval loss; the main process writes the output folder
+    (metrics.json last) and reports to the tracker. Returns the metrics."""
+    from peft import set_peft_model_state_dict
+
+    state = r.state
+    if r.best_adapter is not None and state.best_step != state.step:
+        set_peft_model_state_dict(r.unwrapped, r.best_adapter)
+    metrics = _metrics(state, r.examples.report, r.unwrapped, r.examples.template, r.total_steps)
+    r.accelerator.wait_for_everyone()
+    if r.accelerator.is_main_process:
+        write_outputs(r.cfg.out, r.unwrapped, r.examples.tokenizer, r.record, metrics)
+        r.tracker.log_metrics({k: metrics[k] for k in ("tokens_per_second", "final_eval_loss") if metrics.get(k)},
+                              step=state.step)
+        r.tracker.log_artifacts(r.cfg.out)
+    r.say({"event": "done", **metrics})
+    return metrics
+
+
+# helpers ----------------------------------------------------------------------------------------
 
 def train_step(model, optimizer, scheduler, batches: list[dict], *, accelerator, trainable: list,
                max_grad_norm: float, total_targets: int, amp_dtype=torch.float32) -> float:
@@ -259,29 +384,6 @@ def _track_best(state, current, model, best_adapter, threshold, patience):
     if patience and state.bad_evals >= patience:
         state.stopped_early = True
     return best_adapter
-
-
-def _setup_data(data, eval_data, tokenizer, *, max_length, overlong, include_rejected, eval_fraction, seed):
-    df = data if isinstance(data, pl.DataFrame) else read_table(data)
-    where = "the data frame" if isinstance(data, pl.DataFrame) else str(data)
-    records, counts = training_records(df, include_rejected=include_rejected)
-    if eval_data is not None:
-        eval_df = eval_data if isinstance(eval_data, pl.DataFrame) else read_table(eval_data)
-        train_records, eval_records = records, training_records(eval_df, include_rejected=include_rejected)[0]
-    else:
-        train_records, eval_records = split_eval(records, eval_fraction, seed)
-    train_set, train_counts = encode_records(train_records, tokenizer, max_length=max_length, overlong=overlong)
-    eval_set, eval_counts = encode_records(eval_records, tokenizer, max_length=max_length, overlong=overlong)
-    counts = counts + train_counts + eval_counts
-    counts["truncated"] = train_counts["truncated"] + eval_counts["truncated"]
-    if not train_set:
-        found = ", ".join(f"{k}={v}" for k, v in counts.items() if v) or "none"
-        raise InputError(f"no training examples: {df.height} rows, dropped {found}; need records with an "
-                         "output that are not rejected and fit in max_length", file=where)
-    fingerprint = hashlib.sha256("\n".join(sorted(r.get("id") or "" for r in records)).encode()).hexdigest()[:16]
-    report = {"rows": df.height, "counts": dict(counts), "fingerprint": fingerprint,
-              "train_examples": len(train_set), "eval_examples": len(eval_set)}
-    return report, train_set, eval_set
 
 
 def _describe(table) -> str | None:

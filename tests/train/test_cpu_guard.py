@@ -1,4 +1,4 @@
-"""bitsandbytes' CPU eval-mode bug (ENVIRONMENT.md): an evaluation pass must not change later gradients.
+"""bitsandbytes' CPU eval-mode bug: an evaluation pass must not change later gradients.
 
 After a forward pass in eval mode without grad, `Linear4bit` repacks its weight in place for a fused
 CPU kernel and the LoRA gradients of later steps come out wrong. load_base turns that path off; this
