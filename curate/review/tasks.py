@@ -19,6 +19,9 @@ CONFIG = "label_studio/review.xml"
 INSTRUCTIONS = "label_studio/review_instructions.xml"
 # names in review.xml that verdicts.py reads back
 OBJECT, OUTPUT, VERDICT, RATING, COMMENT = "instruction", "output", "verdict", "rating", "comment"
+# the values of the verdict's two choices in review.xml, and the result types of its controls
+ACCEPT, REJECT = "Accept", "Reject"
+TEXTAREA, CHOICES = "textarea", "choices"
 SHOWN = ("instruction", "input", "output")
 LINEAGE = tuple(c for c in SCHEMA if c not in ("id", *SHOWN))
 
@@ -62,7 +65,7 @@ def to_task(rec: dict, version: str | None = None) -> dict:
             "output": output, "record": _jsonable({k: rec.get(k) for k in LINEAGE})}
     prediction: dict[str, Any] = {"model_version": version or model_version([rec]), "result": []}
     if output:
-        prediction["result"] = [{"from_name": OUTPUT, "to_name": OBJECT, "type": "textarea",
+        prediction["result"] = [{"from_name": OUTPUT, "to_name": OBJECT, "type": TEXTAREA,
                                  "value": {"text": [output]}}]
     if (s := score(rec)) is not None:
         prediction["score"] = s

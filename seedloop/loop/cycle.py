@@ -5,6 +5,10 @@ Artifacts are written atomically and the manifest after each step, so SIGKILL at
 either the old state or the new one; a re-run continues (training resumes from its checkpoint, the
 teacher cache answers every request already paid, Label Studio pushes and annotations are keyed by
 record id and so never duplicated).
+
+Each step's work is a module-level function (curate_rows, pull_labels, train_student, ...) that takes
+the Round, writes the step's outputs and returns what the manifest records; `Round.step` runs it, or
+skips it when done on the same inputs.
 """
 
 from __future__ import annotations
@@ -18,9 +22,9 @@ from typing import Callable
 
 import polars as pl
 
+from seedloop.core.tables import read_table, write_table
 from seedloop.loop import reviewer, steps
 from seedloop.loop.manifest import Manifest, file_hash, value_hash
-from seedloop.core.tables import read_table, write_table
 from seedloop.loop.workspace import Workspace, load_config
 
 Say = Callable[[str], None]
@@ -41,14 +45,16 @@ class Round:
     def path(self, name: str) -> Path:
         return self.dir / name
 
-    def step(self, name: str, inputs: str, outputs: list[str], run: Callable[[], dict]) -> bool:
-        """Run `run` (which writes `outputs` and returns info for the manifest) unless already done."""
+    def step(self, name: str, inputs: str, outputs: list[str], run: Callable[..., dict], *args,
+             doing: str = "") -> bool:
+        """Run `run(*args)` (which writes `outputs` and returns info for the manifest) unless already
+        done on the same inputs; `doing` adds to the line said when it starts."""
         if self.manifest.done(name, inputs):
             self.say(f"round {self.number} · {name}: done before, inputs unchanged (skipped)")
             return False
-        self.say(f"round {self.number} · {name} ...")
+        self.say(f"round {self.number} · {name}{doing} ...")
         start = time.perf_counter()
-        info = run() or {}
+        info = run(*args) or {}
         self.manifest.finish(name, inputs, outputs, time.perf_counter() - start, **info)
         self.say(f"round {self.number} · {name}: {_brief(info)} ({time.perf_counter() - start:.1f} s)")
         return True
@@ -78,18 +84,19 @@ def build_pool(r: Round) -> None:
     (deduplicated, decontaminated against the evaluation split) makes the pool."""
     ws, config = r.ws, r.config
     source = pool_source(r)
-
-    def cur() -> dict:
-        result = steps.curate_pool(ws, config, read_table(r.path(source)), read_table(ws.eval_path), where=source)
-        pool = result.kept.with_columns(pl.lit(0, dtype=pl.Int32).alias("round"))
-        write_table(result.drops, r.path("curate_drops.parquet"))
-        write_table(pool, r.path("pool.parquet"))
-        return {"kept": pool.height, "dropped": dict(result.counts)}
-
     r.step("curate", value_hash([file_hash(r.path(source)), file_hash(ws.eval_path), config["curate"]]),
-           ["pool.parquet"], cur)
+           ["pool.parquet"], curate_rows, r, source)
     r.manifest.data.update(status="done", config=config)
     r.manifest.save()
+
+
+def curate_rows(r: Round, source: str) -> dict:
+    """The curate step: the rows of `source` -> pool.parquet (and curate_drops.parquet)."""
+    result = steps.curate_pool(r.ws, r.config, read_table(r.path(source)), read_table(r.ws.eval_path), where=source)
+    pool = result.kept.with_columns(pl.lit(0, dtype=pl.Int32).alias("round"))
+    write_table(result.drops, r.path("curate_drops.parquet"))
+    write_table(pool, r.path("pool.parquet"))
+    return {"kept": pool.height, "dropped": dict(result.counts)}
 
 
 def pool_source(r: Round) -> str:
@@ -98,57 +105,63 @@ def pool_source(r: Round) -> str:
     ws, config = r.ws, r.config
     given = ws.given_pool(config)
     if given is not None:
-        def load() -> dict:
-            rows = steps.load_pool(given)
-            write_table(rows, r.path("given.parquet"))
-            return {"records": rows.height, "file": given.name}
-
-        r.step("load_pool", value_hash([file_hash(given)]), ["given.parquet"], load)
+        r.step("load_pool", value_hash([file_hash(given)]), ["given.parquet"], load_given, r, given)
         return "given.parquet"
     seeds_train = ws.root / "seeds_train.parquet"
-
-    def gen() -> dict:
-        result = steps.generate(ws, config, read_table(seeds_train))
-        write_table(result.records, r.path("generated.parquet"))
-        return {"records": result.records.height, "requests_sent": result.stats.sent,
-                "requests_cached": result.stats.cached, "cost_usd": round(result.spent, 6),
-                "dropped": dict(result.drop_counts), "stop_reason": result.stop_reason}
-
     r.step("generate", value_hash([file_hash(seeds_train), config["teacher"], config["generate"]]),
-           ["generated.parquet"], gen)
+           ["generated.parquet"], generate_rows, r, seeds_train)
     return "generated.parquet"
+
+
+def load_given(r: Round, given: Path) -> dict:
+    """The load_pool step: the pool file given to `init --pool` -> given.parquet."""
+    rows = steps.load_pool(given)
+    write_table(rows, r.path("given.parquet"))
+    return {"records": rows.height, "file": given.name}
+
+
+def generate_rows(r: Round, seeds_train: Path) -> dict:
+    """The generate step: the teacher expands the training seeds -> generated.parquet."""
+    result = steps.generate(r.ws, r.config, read_table(seeds_train))
+    write_table(result.records, r.path("generated.parquet"))
+    return {"records": result.records.height, "requests_sent": result.stats.sent,
+            "requests_cached": result.stats.cached, "cost_usd": round(result.spent, 6),
+            "dropped": dict(result.drop_counts), "stop_reason": result.stop_reason}
 
 
 def run_round(r: Round, project: str | None, conn) -> dict:
     ws, config, n = r.ws, r.config, r.number
     r.manifest.data["config"] = config
     pool_path, seeds_train = ws.round_dir(0) / "pool.parquet", ws.root / "seeds_train.parquet"
-
-    def pull() -> dict:
-        labels = steps.pull(ws, n, project, conn)
-        write_table(labels, r.path("labels.parquet"))
-        before = labels_before(ws, n)
-        return {"labels": labels.height, "gained": labels.height - before,
-                "by_status": dict(labels["status"].value_counts().iter_rows()) if labels.height else {}}
-
-    r.step("pull", value_hash([project, n, _reviewed_hashes(ws, n)]), ["labels.parquet"], pull)
-
-    def trainset() -> dict:
-        df, counts = steps.training_set(read_table(r.path("labels.parquet")), read_table(seeds_train),
-                                        read_table(pool_path), read_table(ws.eval_path), config["train"]["unreviewed"])
-        write_table(df, r.path("train.parquet"))
-        return {"rows": df.height, "counts": counts, "policy": f"unreviewed pool rows: "
-                f"{config['train']['unreviewed']}"}
-
+    r.step("pull", value_hash([project, n, _reviewed_hashes(ws, n)]), ["labels.parquet"], pull_labels,
+           r, project, conn)
     r.step("training_set", value_hash([file_hash(r.path("labels.parquet")), file_hash(seeds_train),
                                        file_hash(pool_path), file_hash(ws.eval_path), config["train"]["unreviewed"]]),
-           ["train.parquet"], trainset)
+           ["train.parquet"], write_training_set, r, seeds_train, pool_path)
     train_step(r)
     evaluate_and_promote(r)
     select_and_push(r, project, conn)
     r.manifest.data.update(summary(r), status="done")
     r.manifest.save()
     return r.manifest.data
+
+
+def pull_labels(r: Round, project: str | None, conn) -> dict:
+    """The pull step: every record a reviewer has decided on so far -> labels.parquet."""
+    labels = steps.pull(r.ws, r.number, project, conn)
+    write_table(labels, r.path("labels.parquet"))
+    before = labels_before(r.ws, r.number)
+    return {"labels": labels.height, "gained": labels.height - before,
+            "by_status": dict(labels["status"].value_counts().iter_rows()) if labels.height else {}}
+
+
+def write_training_set(r: Round, seeds_train: Path, pool_path: Path) -> dict:
+    """The training_set step: reviewed rows, seeds and (policy) unreviewed pool rows -> train.parquet."""
+    unreviewed = r.config["train"]["unreviewed"]
+    df, counts = steps.training_set(read_table(r.path("labels.parquet")), read_table(seeds_train),
+                                    read_table(pool_path), read_table(r.ws.eval_path), unreviewed)
+    write_table(df, r.path("train.parquet"))
+    return {"rows": df.height, "counts": counts, "policy": f"unreviewed pool rows: {unreviewed}"}
 
 
 def summary(r: Round) -> dict:
@@ -177,49 +190,50 @@ def train_step(r: Round) -> None:
     plan, warm, notes = steps.plan_training(r.config, r.path("train.parquet"), prev, str(r.ws.config_path))
     inputs = value_hash([file_hash(r.path("train.parquet")), file_hash(warm / "adapter_model.safetensors")
                          if warm else None, plan.settings, plan.base])
-    if r.manifest.done("train", inputs):
-        r.say(f"round {r.number} · train: done before, inputs unchanged (skipped)")
-        return
+    r.step("train", inputs, ["adapter/metrics.json", "adapter/adapter_model.safetensors"], train_student,
+           r, inputs, plan, warm, notes,
+           doing=f" {plan.task} on {plan.base} ({notes['why']})" + (f", warm start from {warm}" if warm else ""))
+
+
+def train_student(r: Round, inputs: str, plan, warm: Path | None, notes: dict) -> dict:
+    """The train step: `plan` run into adapter/, resuming a run begun on the same inputs."""
     out = r.path("adapter")
     if not r.manifest.started("train", inputs) and out.exists():
         shutil.rmtree(out)   # a run on other inputs: its checkpoints must not be resumed
-    r.say(f"round {r.number} · train {plan.task} on {plan.base} ({notes['why']})"
-          + (f", warm start from {warm}" if warm else "") + " ...")
-    start = time.perf_counter()
     metrics = plan.run(out, init_adapter=warm, resume=True)
-    info = {**notes, "init_adapter": str(warm) if warm else None, "steps": metrics.get("steps"),
+    return {**notes, "init_adapter": str(warm) if warm else None, "steps": metrics.get("steps"),
             "final_eval_loss": metrics.get("final_eval_loss") or metrics.get("eval_loss"),
             "train_loss": metrics.get("train_loss"), "records": (metrics.get("data") or {}).get("counts")}
-    r.manifest.finish("train", inputs, ["adapter/metrics.json", "adapter/adapter_model.safetensors"],
-                      time.perf_counter() - start, **info)
-    r.say(f"round {r.number} · train: {_brief(info)} ({time.perf_counter() - start:.1f} s)")
 
 
 def evaluate_and_promote(r: Round) -> None:
-    import train
-
-    def ev() -> dict:
-        metrics = train.evaluate(r.path("adapter"), r.ws.eval_path,
-                                 max_new_tokens=r.config["eval"]["max_new_tokens"])
-        keep = {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
-        _write_json(r.path("eval.json"), keep)
-        return {"loss": keep.get("loss"), "accuracy": keep.get("accuracy"), "rouge_l": keep.get("rouge_l"),
-                "metrics": keep}
-
     r.step("evaluate", value_hash([file_hash(r.path("adapter/adapter_model.safetensors")),
-                                   file_hash(r.ws.eval_path), r.config["eval"]]), ["eval.json"], ev)
+                                   file_hash(r.ws.eval_path), r.config["eval"]]), ["eval.json"], evaluate_student, r)
     prev = promoted_adapter(r.ws, before=r.number)
     prev_metrics = json.loads((prev.parent / "eval.json").read_text()) if prev else None
     new_metrics = json.loads(r.path("eval.json").read_text())
     task = r.manifest.get("train", "task") or "generation"   # rounds from before classifiers: generators
-
-    def pro() -> dict:
-        ok, rule = steps.promote(r.config, new_metrics, prev_metrics, task)
-        return {"promoted": ok, "rule": rule, "metric": steps.promote_metric(r.config, task),
-                "previous": str(prev) if prev else None}
-
-    r.step("promote", value_hash([new_metrics, prev_metrics, r.config["promote"], task]), [], pro)
+    r.step("promote", value_hash([new_metrics, prev_metrics, r.config["promote"], task]), [], decide_promotion,
+           r, new_metrics, prev_metrics, prev, task)
     r.say(f"round {r.number} · promote rule: {r.manifest.get('promote', 'rule')}")
+
+
+def evaluate_student(r: Round) -> dict:
+    """The evaluate step: this round's model on eval.parquet -> eval.json (its numeric metrics)."""
+    import train
+
+    metrics = train.evaluate(r.path("adapter"), r.ws.eval_path, max_new_tokens=r.config["eval"]["max_new_tokens"])
+    keep = {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    _write_json(r.path("eval.json"), keep)
+    return {"loss": keep.get("loss"), "accuracy": keep.get("accuracy"), "rouge_l": keep.get("rouge_l"),
+            "metrics": keep}
+
+
+def decide_promotion(r: Round, new_metrics: dict, prev_metrics: dict | None, prev: Path | None, task: str) -> dict:
+    """The promote step: whether this round's model replaces the promoted one, and the rule."""
+    ok, rule = steps.promote(r.config, new_metrics, prev_metrics, task)
+    return {"promoted": ok, "rule": rule, "metric": steps.promote_metric(r.config, task),
+            "previous": str(prev) if prev else None}
 
 
 def select_and_push(r: Round, project: str | None, conn) -> None:
@@ -228,51 +242,60 @@ def select_and_push(r: Round, project: str | None, conn) -> None:
     pool = read_table(ws.round_dir(0) / "pool.parquet")
     used = sent_ids(ws, before=n) | set(read_table(r.path("labels.parquet"))["id"])
     candidates = pool.filter(~pl.col("id").is_in(list(used)))
-
-    def sel() -> dict:
-        if candidates.height == 0:
-            write_table(pool.clear(), r.path("selection.parquet"))
-            return {"selected": 0, "ids": [], "candidates": 0}
-        from curate.embed import Embedder
-
-        embedder = Embedder(None, cache=ws.embeddings)
-        try:
-            result = steps.select_batch(model, candidates, config, n, embedder)
-        finally:
-            embedder.close()
-        write_table(result.picks, r.path("selection.parquet"))
-        return {"selected": result.picks.height, "candidates": candidates.height, "model": str(model),
-                "ids": result.picks["id"].to_list()}
-
     r.step("select", value_hash([file_hash(model / "adapter_model.safetensors"), sorted(used), file_hash(
-        ws.round_dir(0) / "pool.parquet"), config["select"]]), ["selection.parquet"], sel)
+        ws.round_dir(0) / "pool.parquet"), config["select"]]), ["selection.parquet"], select_items,
+        r, model, candidates, pool)
     picks = read_table(r.path("selection.parquet"))
     if conn is not None:
-        def push() -> dict:
-            from curate.review import push_records
-
-            res = push_records(conn, picks, project, model_version=f"round-{n}")
-            return {"project": project, "imported": res.imported, "skipped": dict(res.skipped)}
-
-        r.step("push", value_hash([file_hash(r.path("selection.parquet")), project]), [], push)
+        r.step("push", value_hash([file_hash(r.path("selection.parquet")), project]), [], push_selection,
+               r, picks, project, conn)
     if config["review"]["auto"]:
         auto_review(r, picks, pool, project, conn)
+
+
+def select_items(r: Round, model: Path, candidates: pl.DataFrame, pool: pl.DataFrame) -> dict:
+    """The select step: the promoted model picks from the candidates -> selection.parquet."""
+    if candidates.height == 0:
+        write_table(pool.clear(), r.path("selection.parquet"))
+        return {"selected": 0, "ids": [], "candidates": 0}
+    from curate.embed import Embedder
+
+    embedder = Embedder(None, cache=r.ws.embeddings)
+    try:
+        result = steps.select_batch(model, candidates, r.config, r.number, embedder)
+    finally:
+        embedder.close()
+    write_table(result.picks, r.path("selection.parquet"))
+    return {"selected": result.picks.height, "candidates": candidates.height, "model": str(model),
+            "ids": result.picks["id"].to_list()}
+
+
+def push_selection(r: Round, picks: pl.DataFrame, project: str, conn) -> dict:
+    """The push step: the picks -> tasks of the Label Studio project, the model's answers prefilled."""
+    from curate.review import push_records
+
+    res = push_records(conn, picks, project, model_version=f"round-{r.number}")
+    return {"project": project, "imported": res.imported, "skipped": dict(res.skipped)}
 
 
 def auto_review(r: Round, picks: pl.DataFrame, pool: pl.DataFrame, project: str | None, conn) -> None:
     rouge = r.config["review"]["accept_rouge"]
     # the selecting model's kind says what its answers are: a classifier's are labels, right or wrong
     labels = steps.model_task(promoted_adapter(r.ws, before=r.number + 1)) == "classification"
-
-    def run() -> dict:
-        if conn is not None:
-            return reviewer.annotate_in_label_studio(conn, project, picks, pool, rouge, labels=labels)
-        reviewed = reviewer.review_table(picks, pool, rouge, labels=labels)
-        write_table(reviewed, r.path("reviewed.parquet"))
-        return dict(reviewed["status"].value_counts().iter_rows()) if reviewed.height else {}
-
     outputs = [] if conn is not None else ["reviewed.parquet"]
-    r.step("auto_review", value_hash([file_hash(r.path("selection.parquet")), rouge, project, labels]), outputs, run)
+    r.step("auto_review", value_hash([file_hash(r.path("selection.parquet")), rouge, project, labels]), outputs,
+           review_picks, r, picks, pool, project, conn, rouge, labels)
+
+
+def review_picks(r: Round, picks: pl.DataFrame, pool: pl.DataFrame, project: str | None, conn,
+                 rouge: float, labels: bool) -> dict:
+    """The auto_review step: the automatic reviewer decides on the picks, in Label Studio when the
+    workspace has a project, else -> reviewed.parquet."""
+    if conn is not None:
+        return reviewer.annotate_in_label_studio(conn, project, picks, pool, rouge, labels=labels)
+    reviewed = reviewer.review_table(picks, pool, rouge, labels=labels)
+    write_table(reviewed, r.path("reviewed.parquet"))
+    return dict(reviewed["status"].value_counts().iter_rows()) if reviewed.height else {}
 
 
 def promoted_adapter(ws: Workspace, before: int) -> Path | None:

@@ -11,7 +11,9 @@ when it is exactly the pool row's label, else edit it to that label; reject a ro
 It is no substitute for people: it only agrees with the pool. Its rows keep their source (generated,
 pool) as a Label Studio pull does, with `review.annotator` 'auto-reviewer', so no row claims a human
 looked at it. It works on the selection table directly, or through the Label Studio API (one
-annotation per task, never two) when a project is set.
+annotation per task, never two) when a project is set. Label Studio credits an annotation to the
+token's user, so there each annotation carries the comment MARK, and `mark_automatic` gives the
+pulled rows whose only verdict it is the annotator 'auto-reviewer' again.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ from seedloop.core.record import conform
 from seedloop.core.text import rouge_l
 
 ANNOTATOR = "auto-reviewer"
+# the comment of its Label Studio annotations: what tells them from a person's after a pull
+MARK = f"{ANNOTATOR}: the automatic reviewer's verdict, not a person's"
 
 
 def verdict(student: str | None, teacher: str | None, instruction: str, accept_rouge: float, *,
@@ -59,7 +63,7 @@ def review_table(picks: pl.DataFrame, pool: pl.DataFrame, accept_rouge: float, *
 def annotate_in_label_studio(conn, project: str, picks: pl.DataFrame, pool: pl.DataFrame,
                              accept_rouge: float, *, labels: bool = False) -> dict:
     """Annotate the picks' tasks through the API; tasks that already have an annotation are left alone."""
-    from curate.review.project import require_project
+    from curate.review import require_project
 
     proj = require_project(conn, project)
     teacher = dict(zip(pool["id"], pool["output"]))
@@ -77,11 +81,26 @@ def annotate_in_label_studio(conn, project: str, picks: pl.DataFrame, pool: pl.D
             continue
         rec = by_id[rid]
         status, output = verdict(rec["output"], teacher.get(rid), rec["instruction"], accept_rouge, labels=labels)
-        result = [{"from_name": "verdict", "to_name": "instruction", "type": "choices",
-                   "value": {"choices": ["Reject" if status == "rejected" else "Accept"]}}]
-        if status != "rejected":
-            result.insert(0, {"from_name": "output", "to_name": "instruction", "type": "textarea",
-                              "value": {"text": [output or ""]}})
-        conn.call("annotating a task", conn.sdk.annotations.create, id=task.id, result=result)
+        conn.call("annotating a task", conn.sdk.annotations.create, id=task.id, result=annotation(status, output))
         counts["annotated"] += 1
     return counts
+
+
+def annotation(status: str, output: str | None) -> list[dict]:
+    """The result of one Label Studio annotation (review.xml's controls) saying `status`, signed MARK."""
+    from curate.review import ACCEPT, CHOICES, COMMENT, OBJECT, OUTPUT, REJECT, TEXTAREA, VERDICT
+
+    result = [{"from_name": VERDICT, "to_name": OBJECT, "type": CHOICES,
+               "value": {"choices": [REJECT if status == "rejected" else ACCEPT]}},
+              {"from_name": COMMENT, "to_name": OBJECT, "type": TEXTAREA, "value": {"text": [MARK]}}]
+    if status != "rejected":
+        result.insert(0, {"from_name": OUTPUT, "to_name": OBJECT, "type": TEXTAREA, "value": {"text": [output or ""]}})
+    return result
+
+
+def mark_automatic(df: pl.DataFrame) -> pl.DataFrame:
+    """Pulled records whose one verdict is the automatic reviewer's (comment MARK) with the annotator
+    'auto-reviewer' instead of the token's user; a record a person voted on too keeps the names."""
+    auto = pl.col("review").struct.field("comment") == MARK
+    marked = pl.col("review").struct.with_fields(pl.lit(ANNOTATOR).alias("annotator"))
+    return df.with_columns(pl.when(auto).then(marked).otherwise(pl.col("review")).alias("review"))

@@ -18,6 +18,7 @@ import polars as pl
 from seedloop.core.errors import ConfigError
 from seedloop.core.record import conform, empty_frame
 from seedloop.core.tables import read_table
+from seedloop.loop.reviewer import mark_automatic
 from seedloop.loop.workspace import AUTO_CONFIG, RECIPES, Workspace, config_tasks
 
 LOWER_IS_BETTER = {"eval_loss": True, "accuracy": False, "rouge_l": False}
@@ -118,7 +119,7 @@ def pull(ws: Workspace, round_no: int, project: str | None, conn) -> pl.DataFram
         from curate.review import UnknownProject, pull_records
 
         try:
-            df, _ = pull_records(conn, project)
+            df = mark_automatic(pull_records(conn, project)[0])
         except UnknownProject:
             df = empty_frame()   # nothing pushed yet: the first round
     return conform(df.filter(pl.col("status") != "pending"), where="pulled labels")
@@ -126,12 +127,13 @@ def pull(ws: Workspace, round_no: int, project: str | None, conn) -> pl.DataFram
 
 def training_set(labels: pl.DataFrame, seeds: pl.DataFrame, pool: pl.DataFrame, evals: pl.DataFrame,
                  unreviewed: str) -> tuple[pl.DataFrame, dict]:
-    """Human-verified rows first, then the training seeds, then (policy) unreviewed synthetic rows.
+    """Reviewed rows first (a person's verdicts or the automatic reviewer's), then the training seeds,
+    then (policy) unreviewed synthetic rows.
 
     Each id once (the first source wins), rejected rows left out, eval ids never included.
     """
     decided = set(labels["id"])
-    parts = [("human", labels.filter(pl.col("status") != "rejected")), ("seed", seeds)]
+    parts = [("reviewed", labels.filter(pl.col("status") != "rejected")), ("seed", seeds)]
     if unreviewed == "include":
         parts.append(("unreviewed", pool.filter(~pl.col("id").is_in(list(decided)))))
     banned = set(evals["id"])
@@ -189,9 +191,7 @@ def plan_training(config: dict, table: Path, previous: Path | None, where: str):
     overrides = {k: v for k, v in t["overrides"].items() if k in known}
     extra = {}
     if task == "generation":
-        # no tracking unless asked; and a small student needs no activation checkpointing, while the
-        # plain-LoRA path with it fails on transformers 5.23 (activation_checkpointing_enable takes no
-        # kwargs; train/recipe.py _setup_model)
+        # no tracking unless asked, and no activation checkpointing: a small student does not need it
         extra = {k: v for k, v in (("report_to", "none"), ("gradient_checkpointing", False)) if k not in overrides}
     try:
         # plan_training takes overrides as the CLI's key=value text; JSON is YAML, so each value

@@ -5,9 +5,9 @@ from __future__ import annotations
 import polars as pl
 
 from seedloop.core.errors import ConfigError
+from seedloop.core.record import new_record, to_frame
 from seedloop.loop import reviewer, steps
 from seedloop.loop.manifest import Manifest, file_hash
-from seedloop.core.record import new_record, to_frame
 from seedloop.loop.workspace import DEFAULTS, merge
 
 
@@ -15,7 +15,7 @@ def rec(text: str, output: str = "an answer here", **fields) -> dict:
     return new_record(f"Explain the {text} to a customer.", output=output, **fields)
 
 
-def test_training_set_puts_humans_first_each_id_once_and_never_eval_rows():
+def test_training_set_puts_reviewed_rows_first_each_id_once_and_never_eval_rows():
     human = to_frame([rec("fee", "edited fee answer", source="human", status="edited"),
                       rec("limit", source="human", status="rejected")])
     seeds = to_frame([rec("card", source="seed", status="accepted"), rec("pin", source="seed", status="accepted")])
@@ -25,7 +25,8 @@ def test_training_set_puts_humans_first_each_id_once_and_never_eval_rows():
     ids = df["id"].to_list()
     assert len(ids) == len(set(ids)) == 3                       # fee (human), card, pin (seeds); rate is eval
     assert df.row(0, named=True)["output"] == "edited fee answer"
-    assert counts == {"rejected_by_review": 1, "eval_overlap": 1, "human": 1, "seed": 2, "unreviewed": 0}
+    # "reviewed", not "human": the automatic reviewer's rows are counted here too
+    assert counts == {"rejected_by_review": 1, "eval_overlap": 1, "reviewed": 1, "seed": 2, "unreviewed": 0}
     only_verified, counts = steps.training_set(human, seeds, to_frame([rec("new")]), evals, "exclude")
     assert only_verified.height == 3 and "unreviewed" not in counts
 
@@ -141,6 +142,47 @@ def test_automatic_reviewer_takes_a_classifier_label_only_when_exact():
     assert out["status"].to_list() == ["accepted", "edited"] and out["output"].to_list() == ["card_arrival",
                                                                                              "exchange_rate"]
     assert set(out["source"]) == {"pool"}
+
+
+def test_automatic_reviewer_annotations_use_review_xml_names_and_pull_back_as_its_own():
+    from curate.review import ACCEPT, COMMENT, OUTPUT, REJECT, VERDICT
+    from curate.review.verdicts import read_annotation
+
+    for status, output in (("accepted", "the answer"), ("edited", "a new answer"), ("rejected", None)):
+        result = reviewer.annotation(status, output)
+        names = {item["from_name"] for item in result}
+        assert names == ({VERDICT, COMMENT} if status == "rejected" else {OUTPUT, VERDICT, COMMENT})
+        choice = next(item["value"]["choices"][0] for item in result if item["from_name"] == VERDICT)
+        assert choice == (REJECT if status == "rejected" else ACCEPT)
+        vote = read_annotation({"result": result, "completed_by": 1}, "the answer", {1: "owner@example.com"})
+        assert vote.status == status and vote.comment == reviewer.MARK   # read back as the pull reads it
+    # Label Studio credits the token's user; a pull gives the automatic reviewer's rows back their annotator
+    rows = to_frame([rec("fee", status="accepted", review={"annotator": "owner@example.com", "comment": reviewer.MARK}),
+                     rec("pin", status="edited", review={"annotator": "ann@example.com", "comment": "fixed"}),
+                     rec("card")])
+    marked = reviewer.mark_automatic(rows)
+    assert [r and r["annotator"] for r in marked["review"].to_list()] == [reviewer.ANNOTATOR, "ann@example.com", None]
+    assert marked.drop("review").equals(rows.drop("review"))
+
+
+def test_a_round_step_runs_a_module_level_function_once_per_inputs(tmp_path):
+    from seedloop.loop.cycle import Round
+    from seedloop.loop.workspace import Workspace
+
+    said, calls = [], []
+
+    def body(r, value):
+        calls.append(value)
+        r.path("out.txt").write_text(value)
+        return {"value": value}
+
+    r = Round(Workspace(tmp_path), {}, 1, said.append)
+    r.dir.mkdir(parents=True)
+    assert r.step("write", "h1", ["out.txt"], body, r, "a", doing=" it")
+    assert not r.step("write", "h1", ["out.txt"], body, r, "b")           # same inputs: skipped
+    assert r.step("write", "h2", ["out.txt"], body, r, "c")               # new inputs: runs again
+    assert calls == ["a", "c"] and r.manifest.get("write", "value") == "c"
+    assert said[0] == "round 1 · write it ..." and "skipped" in said[2]
 
 
 def test_manifest_skips_only_finished_steps_with_same_inputs_and_outputs(tmp_path):
