@@ -2,12 +2,13 @@
 
 Steps, one module each: exact_dedup, edit_dedup (near-exact), decontaminate, semantic_dedup,
 judge, diversity (k-center selection); embed holds the cached embedder; pipeline chains them;
-report writes the HTML. `seedloop curate` (seedloop/cli/curate.py) is the command. curate/review is
-the Label Studio step.
+report writes the HTML; files runs it all from a table file to the output files, for `seedloop
+curate` (seedloop/cli/curate.py). curate/review is the Label Studio step.
 
 The public surface other stages use (names load lazily, so `import curate.review` stays light):
 
     curate_table(df, embedder, ...) -> CurateResult     every step in order, drops counted by reason
+    curate_file(path, out, ...) -> CurateResult         the same from a table file; writes the outputs
     Embedder(model=None, cache=..., encode=None)        sentence embeddings through a SQLite cache;
                                                         `encode=` lets an executor compute the misses
     k_center_greedy(x, k, start=(), first=0) -> [row]   the most spread-out rows of an embedding matrix
@@ -21,6 +22,7 @@ import importlib
 
 _EXPORTS = {
     "curate_table": "curate.pipeline", "CurateResult": "curate.pipeline", "Against": "curate.pipeline",
+    "curate_file": "curate.files",
     "Embedder": "curate.embed", "k_center_greedy": "curate.diversity",
     "checked_texts": "curate.rows", "row_text": "curate.rows",
 }

@@ -24,13 +24,13 @@ import numpy as np
 import polars as pl
 
 from curate import decontaminate, edit_dedup, exact_dedup, semantic_dedup
-from curate.drops import Drop
+from curate.diversity import select_diverse as select_rows
 from curate.embed import Embedder
 from curate.judge import Verdicts
 from curate.keep import keep_rank
 from curate.rows import checked_texts, row_text
-from curate.diversity import select_diverse as select_rows
 from seedloop.core.heuristics import MAX_OUTPUT_CHARS, check_output
+from seedloop.core.record import DROP_SCHEMA, Drop
 
 Progress = Callable[[str, int, int], None]   # (step, done, total)
 RULES = {   # seedloop.core.heuristics.check_output's reasons, for the drop's detail
@@ -63,7 +63,7 @@ class Against:
 @dataclass
 class CurateResult:
     kept: pl.DataFrame
-    drops: pl.DataFrame                         # the record columns plus `reason` and `detail`
+    drops: pl.DataFrame                         # a drop table: the record columns plus reason, stage, detail
     counts: Counter                             # reason -> rows dropped
     steps: list[tuple[str, int, int]]           # (step, rows in, rows out)
     curve: list[tuple[float, float]]            # (threshold, fraction semantic dedup would remove)
@@ -85,6 +85,7 @@ class _DropLog:
     def __init__(self, n: int):
         self.alive = np.ones(n, dtype=bool)
         self.drops: dict[int, Drop] = {}
+        self.stage: dict[int, str] = {}   # row -> the step that dropped it
         self.steps: list[tuple[str, int, int]] = []
 
     def rows(self) -> np.ndarray:
@@ -98,6 +99,7 @@ class _DropLog:
             self.alive[row] = False
             dup_row = None if d.dup_row is None else int(rows[d.dup_row])
             self.drops[row] = Drop(row, d.reason, d.dup_of, d.similarity, d.detail, dup_row)
+            self.stage[row] = step
         self.steps.append((step, before, int(self.alive.sum())))
 
 
@@ -228,10 +230,13 @@ def _frames(df: pl.DataFrame, led: _DropLog, verdicts: Verdicts | None) -> tuple
     scores_col = pl.Series("scores", merged, dtype=df.schema["scores"])
     full = df.with_columns(scores_col)
     alive = pl.Series(led.alive)
+    gone = np.flatnonzero(~led.alive)
     drops = full.filter(~alive).with_columns(
-        pl.Series("reason", [r for r, a in zip(reason, led.alive) if not a], dtype=pl.Utf8),
-        pl.Series("detail", [t for t, a in zip(detail, led.alive) if not a], dtype=pl.Utf8))
-    return full.filter(alive), drops
+        pl.Series("reason", [reason[i] for i in gone], dtype=pl.Utf8),
+        pl.Series("stage", [led.stage[i] for i in gone], dtype=pl.Utf8),
+        pl.Series("detail", [detail[i] for i in gone], dtype=pl.Utf8))
+    extra = [c for c in drops.columns if c not in DROP_SCHEMA]
+    return full.filter(alive), drops.select([*DROP_SCHEMA, *extra])
 
 
 __all__ = ["Against", "CurateResult", "curate_table", "row_text"]

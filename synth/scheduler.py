@@ -113,72 +113,108 @@ class OrderedSlots:
         self.progress = progress
 
     async def run(self, slot_fn: SlotFn) -> Outcome:
-        done: dict[int, SlotResult | BaseException] = {}
-        prefix_records: list[dict] = []
-        prefix_drops: list[dict] = []
-        prefix_counts = [0]  # prefix_counts[k] = len(prefix_records) after slots 0..k-1
-        seen_ids: set[str] = set()
-        tasks: dict[int, asyncio.Task] = {}
-        launched, budget_error, empty_run = 0, None, 0
-
-        async def run_one(i: int, view: list[dict]) -> SlotResult | BaseException:
-            ctx = SlotContext(self, i, view)
-            try:
-                result: SlotResult | BaseException = await slot_fn(ctx)
-            except asyncio.CancelledError:
-                raise
-            except BudgetExceeded as exc:  # nothing of this slot was affordable
-                result = SlotResult(budget=str(exc))
-            except Exception as exc:  # fatal, raised below
-                result = exc
-            if not ctx.committed:
-                await ctx.skip_turn()
-            return result
-
+        """Run slot_fn on slots 0, 1, 2, ... under the rules above until the done prefix holds `want`
+        records, the budget stops it, or the slots run out (`max_slots`, or `stall` empty in a row)."""
+        prefix = _Prefix()
+        done: dict[int, SlotResult] = {}       # finished, waiting for a slot before them to finish
+        tasks: dict[int, asyncio.Task] = {}    # in flight
+        launched, budget_error = 0, None
         try:
-            while len(prefix_records) < self.want:
-                prefix = len(prefix_counts) - 1
-                # after a budget stop, launch nothing more but let in-flight slots land in the cache
-                stalled = empty_run >= self.stall
-                while (budget_error is None and not stalled and launched < self.max_slots
-                       and launched < prefix + self.window):
-                    view = prefix_records[:prefix_counts[max(0, launched - self.window + 1)]]
-                    tasks[launched] = asyncio.create_task(run_one(launched, view))
-                    launched += 1
+            while len(prefix.records) < self.want:
+                # after a budget stop (or a stall), launch nothing more but let in-flight slots land in the cache
+                if budget_error is None and prefix.empty_run < self.stall:
+                    launched = self._launch(slot_fn, prefix, tasks, launched)
                 if not tasks:
                     break
-                finished, _ = await asyncio.wait(tasks.values(), return_when=asyncio.FIRST_COMPLETED)
-                for i in [i for i, t in tasks.items() if t in finished]:
-                    done[i] = tasks.pop(i).result()
-                    if isinstance(done[i], BaseException):
-                        raise done[i]
-                    budget_error = budget_error or done[i].budget
-                while prefix in done:
-                    res = done.pop(prefix)
-                    for rec in res.records:
-                        if rec["id"] in seen_ids:
-                            prefix_drops.append({"reason": "duplicate_id", "text": rec["instruction"], **rec})
-                            continue
-                        seen_ids.add(rec["id"])
-                        prefix_records.append(rec)
-                    prefix_drops.extend(res.drops)
-                    empty_run = 0 if len(prefix_records) > prefix_counts[-1] else empty_run + 1
-                    prefix_counts.append(len(prefix_records))
-                    prefix += 1
-                    if self.progress:
-                        self.progress(min(len(prefix_records), self.want))
+                budget = await self._collect(tasks, done)
+                budget_error = budget_error or budget   # the first stop's message
+                self._absorb(prefix, done)
         finally:
             for t in tasks.values():
                 t.cancel()
             if tasks:
                 await asyncio.gather(*tasks.values(), return_exceptions=True)
+        return self._outcome(prefix, budget_error)
 
-        slots = len(prefix_counts) - 1
-        if len(prefix_records) >= self.want:
-            return Outcome(prefix_records[:self.want], prefix_drops, slots, "done")
+    def _launch(self, slot_fn: SlotFn, prefix: _Prefix, tasks: dict[int, asyncio.Task], launched: int) -> int:
+        """Start every slot rule 1 allows (slot i once slots 0..i-W are done); returns how many are launched in all."""
+        while launched < self.max_slots and launched < prefix.slots + self.window:
+            view = prefix.records[:prefix.counts[max(0, launched - self.window + 1)]]
+            tasks[launched] = asyncio.create_task(self._run_slot(slot_fn, launched, view))
+            launched += 1
+        return launched
+
+    async def _run_slot(self, slot_fn: SlotFn, i: int, view: list[dict]) -> SlotResult | BaseException:
+        """One slot's result, or the fatal error it raised. A slot that did not take its admission turn
+        (rule 2) skips it, so the slots after it are not kept waiting."""
+        ctx = SlotContext(self, i, view)
+        try:
+            result: SlotResult | BaseException = await slot_fn(ctx)
+        except asyncio.CancelledError:
+            raise
+        except BudgetExceeded as exc:  # nothing of this slot was affordable
+            result = SlotResult(budget=str(exc))
+        except Exception as exc:  # fatal, raised by _collect
+            result = exc
+        if not ctx.committed:
+            await ctx.skip_turn()
+        return result
+
+    @staticmethod
+    async def _collect(tasks: dict[int, asyncio.Task], done: dict[int, SlotResult]) -> str | None:
+        """Wait for a slot to finish; move every finished one from `tasks` to `done`, in slot order.
+        Raises a slot's fatal error; returns the first budget stop among them."""
+        finished, _ = await asyncio.wait(tasks.values(), return_when=asyncio.FIRST_COMPLETED)
+        budget_error = None
+        for i in [i for i, t in tasks.items() if t in finished]:
+            result = tasks.pop(i).result()
+            if isinstance(result, BaseException):
+                raise result
+            done[i] = result
+            budget_error = budget_error or result.budget
+        return budget_error
+
+    def _absorb(self, prefix: _Prefix, done: dict[int, SlotResult]) -> None:
+        """Grow the done prefix by every slot that now continues it (rule 3)."""
+        while prefix.slots in done:
+            prefix.add(done.pop(prefix.slots))
+            if self.progress:
+                self.progress(min(len(prefix.records), self.want))
+
+    def _outcome(self, prefix: _Prefix, budget_error: str | None) -> Outcome:
+        records, drops, slots = prefix.records, prefix.drops, prefix.slots
+        if len(records) >= self.want:
+            return Outcome(records[:self.want], drops, slots, "done")
         if budget_error is not None:
-            return Outcome(prefix_records, prefix_drops, slots, "budget", budget_error)
-        why = f"{empty_run} slots in a row yielded nothing" if empty_run >= self.stall else f"the cap is {self.max_slots} slots"
-        return Outcome(prefix_records, prefix_drops, slots, "exhausted",
-                       f"the teacher yielded {len(prefix_records)} usable records in {slots} slots ({why}); "
+            return Outcome(records, drops, slots, "budget", budget_error)
+        why = (f"{prefix.empty_run} slots in a row yielded nothing" if prefix.empty_run >= self.stall
+               else f"the cap is {self.max_slots} slots")
+        return Outcome(records, drops, slots, "exhausted",
+                       f"the teacher yielded {len(records)} usable records in {slots} slots ({why}); "
                        "see the drop reasons, try a stronger teacher or other seeds")
+
+
+@dataclass
+class _Prefix:
+    """The done prefix: the records of slots 0..k (all finished), in slot order, ids unique."""
+    records: list[dict] = field(default_factory=list)
+    drops: list[dict] = field(default_factory=list)
+    counts: list[int] = field(default_factory=lambda: [0])  # counts[k] = len(records) after slots 0..k-1
+    seen_ids: set[str] = field(default_factory=set)
+    empty_run: int = 0  # slots in a row, ending with the last one, that added no record
+
+    @property
+    def slots(self) -> int:
+        return len(self.counts) - 1
+
+    def add(self, res: SlotResult) -> None:
+        """Append the next slot's records (a repeated id is dropped) and drops."""
+        for rec in res.records:
+            if rec["id"] in self.seen_ids:
+                self.drops.append({"reason": "duplicate_id", "text": rec["instruction"], **rec})
+                continue
+            self.seen_ids.add(rec["id"])
+            self.records.append(rec)
+        self.drops.extend(res.drops)
+        self.empty_run = 0 if len(self.records) > self.counts[-1] else self.empty_run + 1
+        self.counts.append(len(self.records))

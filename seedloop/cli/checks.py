@@ -16,14 +16,15 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import os
-import signal
 import subprocess
 import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-_SOURCE_ROOT = str(Path(__file__).resolve().parents[1])   # so a child imports the same code as we do
+from seedloop.core.errors import describe_exit
+
+_SOURCE_ROOT = str(Path(__file__).resolve().parents[2])   # so a child imports the same code as we do
 _SECRETS = ("LABEL_STUDIO_API_KEY", "OPENAI_API_KEY", "ANTHROPIC_API_KEY")
 LLAMA_REBUILD = ("rebuild llama-cpp-python without native flags: `make setup` builds it portably "
                  "(scripts/llama_wheel.py); delete ~/.cache/seedloop/wheels to rebuild")

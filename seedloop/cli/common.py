@@ -1,17 +1,23 @@
-"""What every command shares: the console, error handling, default paths."""
+"""What every command shares: the console, error handling, default paths, the progress bars, and
+the parsing of options several commands take (--labels, output table paths)."""
 
 from __future__ import annotations
 
 import functools
+import json
+import logging
 import os
 import warnings
 from pathlib import Path
+from typing import Callable
 
 import typer
 from rich.console import Console
 from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from seedloop.core.errors import InputWarning, SeedloopError
+from seedloop.core.errors import ConfigError, InputError, InputWarning, SeedloopError, require_file
+from seedloop.core.tables import TABLE_SUFFIXES, read_table
 
 # emoji off: "openai:x:" is a teacher spec, not ❌
 console = Console(stderr=True, emoji=False)   # progress, summaries and errors
@@ -75,3 +81,83 @@ def quiet_libraries() -> None:
 
     hf_logging.disable_progress_bar()   # our own progress bar is the one to watch
     warnings.filterwarnings("ignore", message=".*gemv_4bit.*")
+
+
+class StepProgress:
+    """The one bridge from the library's progress callbacks to rich bars on stderr. Called as
+    progress(step, done, total), it draws one bar per named step, added when the step first reports.
+    `remaining` adds an estimate of the time left; `note` a text column after the count (train's loss).
+
+    A command wraps a whole library call in it: while it is open, stray prints of the libraries go to
+    stderr with the bars, and if no step reported (an error while reading or checking the input), it
+    leaves no empty line behind."""
+
+    def __init__(self, *, remaining: bool = False, note: bool = False):
+        columns = [TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                   *([TextColumn("{task.fields[note]}")] if note else []), TimeElapsedColumn(),
+                   *([TimeRemainingColumn()] if remaining else [])]
+        self.bar = Progress(*columns, console=console)
+        self.tasks: dict[str, int] = {}
+
+    def __enter__(self) -> "StepProgress":
+        self.bar.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.tasks:
+            self.bar.stop()
+        else:   # Progress.stop would print an empty render and a blank line when stderr is a file
+            self.bar.live.transient = True
+            self.bar.live.stop()
+
+    def __contains__(self, step: str) -> bool:
+        return step in self.tasks
+
+    def __call__(self, step: str, done: int | None = None, total: int | None = None, *,
+                 note: str | None = None) -> None:
+        """None leaves the count, the total or the note as they are."""
+        if step not in self.tasks:
+            self.tasks[step] = self.bar.add_task(step, total=total, note="")
+        self.bar.update(self.tasks[step], completed=done, total=total, **({} if note is None else {"note": note}))
+
+    def counter(self, step: str, total: int | None) -> Callable[..., None]:
+        """progress(done, total=None) for one step, its bar shown from now on, at 0 of `total`."""
+        self(step, 0, total)
+        return lambda done, total=None: self(step, done, total)
+
+
+RAY_ADDRESS = typer.Option(None, "--ray-address", help="Ray cluster to use with --executor ray (else $RAY_ADDRESS; "
+                           "with neither, Ray starts on this machine).")
+
+
+def check_table_paths(paths: dict[str, Path | None]) -> None:
+    """Tables to write ({option: path}, None where not given) must end in .parquet or .jsonl: checked
+    before any work, so a typo costs nothing."""
+    for option, path in paths.items():
+        if path is not None and path.suffix.lower() not in TABLE_SUFFIXES:
+            raise InputError(f"{option} must end in .parquet or .jsonl", file=str(path))
+
+
+def parse_labels(labels: str | None, labels_from: str | Path | None = None) -> list[str] | None:
+    """The label set: --labels comma-separated, or a .json list / .txt file (one label a line); or
+    --labels-from, the distinct outputs of a record table. None when neither is given."""
+    if labels and labels_from:
+        raise ConfigError("give --labels or --labels-from, not both")
+    if labels_from:
+        require_file(labels_from, field="--labels-from")
+        values = read_table(labels_from)["output"].drop_nulls().unique().sort().to_list()
+        return [v for v in values if str(v).strip()]
+    if not labels:
+        return None
+    path = Path(labels)
+    if path.suffix not in (".json", ".txt"):
+        return [label.strip() for label in labels.split(",") if label.strip()]
+    require_file(path, "labels file")
+    text = path.read_text(encoding="utf-8")
+    try:
+        found = json.loads(text) if path.suffix == ".json" else [line.strip() for line in text.splitlines()]
+    except json.JSONDecodeError as exc:
+        raise InputError(f"not valid JSON: {exc.msg}", file=str(path), line=exc.lineno) from None
+    if not isinstance(found, list):
+        raise InputError("expected a JSON list of labels", file=str(path))
+    return [str(label) for label in found if str(label).strip()]

@@ -5,24 +5,27 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from seedloop.cli.common import console, default_cache, handle_errors, more_than, out
+from seedloop.cli.common import (
+    RAY_ADDRESS,
+    StepProgress,
+    check_table_paths,
+    console,
+    default_cache,
+    handle_errors,
+    more_than,
+    out,
+)
 from seedloop.core.errors import ConfigError, InputError, TeacherError
+from seedloop.core.tables import export_hf, write_table
 from seedloop.executors import check_executor
-from seedloop.core.tables import TABLE_SUFFIXES, export_hf, write_table
 from synth.cache import RequestCache
 from synth.engine import Limits
 from synth.generate import METHODS, run_generate
 from synth.prices import PriceTable
 from synth.seeds import load_seeds
 from synth.teachers import make_teacher
-
-
-def _check_suffix(path: Path | None, option: str) -> None:
-    if path is not None and path.suffix.lower() not in TABLE_SUFFIXES:
-        raise InputError(f"{option} must end in .parquet or .jsonl", file=str(path))
 
 
 @handle_errors
@@ -50,16 +53,14 @@ def generate(
     drops: Path = typer.Option(None, help="Also write the dropped candidates with their reasons (.parquet/.jsonl)."),
     executor: str = typer.Option("local", "--executor", help="local | ray: send the teacher requests from Ray "
                                  "workers (cache, ledger, budget and rate limits stay global, in this process)."),
-    ray_address: str = typer.Option(None, "--ray-address", help="Ray cluster to use with --executor ray (else "
-                                    "$RAY_ADDRESS; with neither, Ray starts on this machine)."),
+    ray_address: str = RAY_ADDRESS,
 ) -> None:
     """Expand a seed file into new instruction data with a teacher model.
 
     Every request is cached: kill the run at any point and start it again, and it resumes without
     paying for anything twice. Rows record their teacher, prompt template and parent ids.
     """
-    _check_suffix(out_path, "--out")
-    _check_suffix(drops, "--drops")
+    check_table_paths({"--out": out_path, "--drops": drops})
     check_executor(executor, ray_address)
     seed_df = load_seeds(seeds, seed_format)
     price_table = PriceTable.load(prices)
@@ -71,13 +72,11 @@ def generate(
                   f"teacher {teacher}, method {method}" + (f", on Ray ({teacher_obj!r})" if executor == "ray" else ""),
                   highlight=False)
     options = {"temperature": temperature, **({"classify": classify} if method == "self-instruct" else {})}
-    with Progress(TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TimeElapsedColumn(), console=console, transient=False) as bar:
-        task = bar.add_task("generating", total=n)
+    with StepProgress() as progress:
         result = run_generate(seed_df, n=n, teacher=teacher_obj, cache=cache or default_cache(),
                               job=f"generate:{out_path.resolve()}", method=method, limits=limits,
                               prices=price_table, max_cost=max_cost, seed=seed,
-                              progress=lambda k: bar.update(task, completed=k), **options)
+                              progress=progress.counter("generating", n), **options)
     _refuse_empty(result, max_cost)
     write_table(result.records, out_path)
     if drops:

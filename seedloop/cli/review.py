@@ -8,12 +8,11 @@ import sys
 from pathlib import Path
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from seedloop.cli.common import console, handle_errors, out
-from seedloop.core.errors import ConfigError, InputError
-from seedloop.core.tables import TABLE_SUFFIXES, read_table, write_table
+from seedloop.cli.common import StepProgress, check_table_paths, console, handle_errors, out
+from seedloop.core.errors import ConfigError
+from seedloop.core.tables import read_table, write_table
 
 CONNECTION_HELP = ("Connection: $LABEL_STUDIO_URL (or --url) and $LABEL_STUDIO_API_KEY, a personal access "
                    "token (Label Studio: Account & Settings > Personal Access Token).")
@@ -50,10 +49,9 @@ def push(
     df = read_table(table)
     check_table(df, str(table))
     conn = _connect(url, retries)
-    with _bar() as bar:
-        task = bar.add_task("pushing", total=df.height)
+    with StepProgress() as progress:
         result = push_records(conn, df, project, batch_size=batch_size, overlap=overlap,
-                              progress=lambda done, total: bar.update(task, completed=done, total=total))
+                              progress=progress.counter("pushing", df.height))
     summary = Table(title=f"push to '{project}' ({'created' if result.project.created else 'existing'} project "
                           f"{result.project.id})", show_header=False)
     summary.add_row("rows in table", str(result.rows))
@@ -85,8 +83,7 @@ def pull(
     """
     from curate.review import pull_records
 
-    if out_path.suffix.lower() not in TABLE_SUFFIXES:
-        raise InputError("--out must end in .parquet or .jsonl", file=str(out_path))
+    check_table_paths({"--out": out_path})
     conn = _connect(url, retries)
     with console.status(f"exporting '{project}' from {conn.url}"):
         df, stats = pull_records(conn, project)
@@ -173,11 +170,6 @@ def _print_login_steps(url: str, username: str, log: Path) -> None:
 5. seedloop review pull --project NAME --out reviewed.parquet
 
 Press Ctrl-C to stop the server; the data stays in its data dir.""", highlight=False)
-
-
-def _bar() -> Progress:
-    return Progress(TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                    TimeElapsedColumn(), console=console)
 
 
 def _print_stats(title: str, stats, to=console) -> None:

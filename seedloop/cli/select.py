@@ -5,33 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from seedloop.cli.common import console, handle_errors, out, quiet_libraries
-from seedloop.core.errors import ConfigError, require_file
-from seedloop.executors import check_executor
+from seedloop.cli.common import RAY_ADDRESS, StepProgress, console, handle_errors, out, parse_labels, quiet_libraries
+from seedloop.core.errors import require_file
 from seedloop.core.tables import read_table, write_table
+from seedloop.executors import check_executor
 
 STRATEGY_HELP = ("mnlp (length-normalized log-prob of the greedy answer), entropy (mean token entropy), "
                  "label_entropy or margin (over --labels), disagreement (sampled answers), random.")
-
-
-def _labels(labels: str | None, labels_from: str | None) -> list[str] | None:
-    if labels and labels_from:
-        raise ConfigError("give --labels or --labels-from, not both")
-    if labels:
-        return [x.strip() for x in labels.split(",") if x.strip()]
-    if labels_from:
-        require_file(labels_from, field="--labels-from")
-        values = read_table(labels_from)["output"].drop_nulls().unique().sort().to_list()
-        return [v for v in values if str(v).strip()]
-    return None
-
-
-def _bar() -> Progress:
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                    TimeRemainingColumn(), console=console, transient=False)
 
 
 @handle_errors
@@ -40,7 +22,8 @@ def select(
     pool: Path = typer.Option(..., "--pool", help="Unlabeled records to choose from (.parquet or .jsonl)."),
     k: int = typer.Option(..., "--k", min=1, help="How many items to pick."),
     strategy: str = typer.Option("mnlp", "--strategy", help=STRATEGY_HELP),
-    labels: str = typer.Option(None, "--labels", help="The label set, comma-separated (for label_entropy/margin)."),
+    labels: str = typer.Option(None, "--labels", help="The label set (for label_entropy/margin): comma-separated, "
+                               "or a .json list / .txt file."),
     labels_from: str = typer.Option(None, "--labels-from", help="Take the label set from the outputs of this table."),
     diversity: bool = typer.Option(True, "--diversity/--no-diversity", help="k-center greedy over the "
                                    "pool-factor*k most uncertain, so a batch is not ten paraphrases."),
@@ -58,8 +41,7 @@ def select(
                              "prefilled and the uncertainty as the score ($LABEL_STUDIO_URL, $LABEL_STUDIO_API_KEY)."),
     executor: str = typer.Option("local", "--executor", help="local | ray: score and embed the pool on Ray workers "
                                  "(same scores and picks; not for --strategy disagreement)."),
-    ray_address: str = typer.Option(None, "--ray-address", help="Ray cluster to use with --executor ray (else "
-                                    "$RAY_ADDRESS; with neither, Ray starts on this machine)."),
+    ray_address: str = RAY_ADDRESS,
 ) -> None:
     """Pick the k pool items the fine-tuned model is least sure of, and not near-copies of each other.
 
@@ -69,7 +51,7 @@ def select(
     check_executor(executor, ray_address)
     require_file(pool, field="--pool")
     table = read_table(pool)
-    choices = _labels(labels, labels_from)
+    choices = parse_labels(labels, labels_from)
     round_ = round_ if round_ is not None else _round_of(model)
     conn = None
     if push:   # connect first: a wrong token or a server that is down should not cost a scoring pass
@@ -80,10 +62,10 @@ def select(
 
     console.print(f"[bold]seedloop select[/] {k} of {table.height} from {pool} with {model}, strategy {strategy}"
                   + (", diversity" if diversity and strategy != "random" else ""), highlight=False)
-    with _bar() as bar:
+    with StepProgress(remaining=True) as progress:
         options = dict(strategy=strategy, labels=choices, diversity=diversity, pool_factor=pool_factor,
                        max_new_tokens=max_new_tokens, batch_size=batch_size, seed=seed, round=round_,
-                       where=str(pool), progress=_steps(bar))
+                       where=str(pool), progress=progress)
         if executor == "ray":
             from seedloop.executors.ray_data import select_on_ray
 
@@ -111,17 +93,6 @@ def _deliver(chosen, *, out_path: Path | None, scores_path: Path | None, conn, p
     for path, what in ((out_path, "picks"), (scores_path, "scores for every pool item")):
         if path:
             console.print(f"{what}: {path}", highlight=False)
-
-
-def _steps(bar: Progress):
-    """progress(step, done, total): one bar per named step, added when the step first reports."""
-    tasks: dict[str, int] = {}
-
-    def progress(step: str, done: int, total: int) -> None:
-        if step not in tasks:
-            tasks[step] = bar.add_task(step, total=total)
-        bar.update(tasks[step], completed=done, total=total)
-    return progress
 
 
 def _round_of(model: Path) -> int | None:

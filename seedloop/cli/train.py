@@ -3,20 +3,15 @@
 from __future__ import annotations
 
 import json
-import logging
 import os
-import warnings
 from pathlib import Path
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.syntax import Syntax
 from rich.table import Table
 
+from seedloop.cli.common import StepProgress, console, handle_errors, out, parse_labels, quiet_libraries
 from seedloop.core.atomic import write_text
-from seedloop.cli.common import console, handle_errors, out, quiet_libraries
-from seedloop.core.errors import InputError, require_file
-
 
 
 @handle_errors
@@ -68,14 +63,10 @@ def train(
 
 
 class _TrainProgress:
-    """A rich progress bar fed by train()'s events."""
+    """train()'s events on the shared progress bars: one "training" bar, the latest loss after the count."""
 
     def __enter__(self):
-        self.bar = Progress(TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                            TextColumn("{task.fields[loss]}"), TimeElapsedColumn(), TimeRemainingColumn(),
-                            console=console)
-        self.bar.__enter__()
-        self.task = None
+        self.bars = StepProgress(remaining=True, note=True).__enter__()
         self.eval_text = ""
         return self
 
@@ -88,16 +79,16 @@ class _TrainProgress:
                                                                    "eval_examples") and v}
             console.print(f"{event['train_examples']} training and {event['eval_examples']} held-out examples"
                           + (f"; skipped {dropped}" if dropped else ""), highlight=False)
-            self.task = self.bar.add_task("training", total=event["total"], completed=event["step"], loss="")
+            self.bars("training", event["step"], event["total"], note="")
         elif kind == "eval":
             self.eval_text = f"eval {event['eval_loss']:.4f}"
-            if self.task is not None:
-                self.bar.update(self.task, loss=self.eval_text)
-        elif kind == "step" and self.task is not None:
-            self.bar.update(self.task, completed=event["step"], loss=f"loss {event['loss']:.4f}  {self.eval_text}")
+            if "training" in self.bars:
+                self.bars("training", note=self.eval_text)
+        elif kind == "step" and "training" in self.bars:
+            self.bars("training", event["step"], note=f"loss {event['loss']:.4f}  {self.eval_text}")
 
     def __exit__(self, *exc):
-        return self.bar.__exit__(*exc)
+        self.bars.__exit__(*exc)
 
 
 def _train_summary(metrics: dict, out_dir: Path) -> None:
@@ -135,13 +126,11 @@ def evaluate(
     quiet_libraries()
     from train.evaluation import evaluate as run_evaluation
 
-    label_list = _read_labels(labels) if labels else None
-    with Progress(TextColumn("answering"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=console) as bar:
-        task = bar.add_task("answering", total=None)
+    label_list = parse_labels(labels)
+    with StepProgress() as bars:
         metrics = run_evaluation(model, data, labels=label_list, max_new_tokens=max_new_tokens, batch_size=batch_size,
                                  score_labels=score_labels, predictions=predictions,
-                                 progress=lambda k: bar.update(task, completed=k))
+                                 progress=bars.counter("answering", None))
     if as_json:
         typer.echo(json.dumps(metrics))
     else:
@@ -152,21 +141,6 @@ def evaluate(
         out.print(table)
     if metrics_out:
         write_text(metrics_out, json.dumps(metrics, indent=1))
-
-
-def _read_labels(spec: str) -> list[str]:
-    path = Path(spec)
-    if path.suffix in (".json", ".txt"):
-        require_file(path, "labels file")
-        text = path.read_text(encoding="utf-8")
-        try:
-            labels = json.loads(text) if path.suffix == ".json" else [line.strip() for line in text.splitlines()]
-        except json.JSONDecodeError as exc:
-            raise InputError(f"not valid JSON: {exc.msg}", file=str(path), line=exc.lineno) from None
-        if not isinstance(labels, list):
-            raise InputError("expected a JSON list of labels", file=str(path))
-        return [str(label) for label in labels if str(label).strip()]
-    return [label.strip() for label in spec.split(",") if label.strip()]
 
 
 @handle_errors
