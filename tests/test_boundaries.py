@@ -12,6 +12,7 @@ subclasses a stage's class to override one of its private methods (executors plu
 from __future__ import annotations
 
 import ast
+from functools import lru_cache
 from pathlib import Path
 
 import pytest
@@ -107,6 +108,7 @@ def problems_of(module: str, path: Path) -> list[str]:
     return out
 
 
+@lru_cache(maxsize=None)
 def private_methods(class_name: str) -> set[str]:
     """The private methods of every stage class of that name."""
     out = set()
@@ -175,3 +177,16 @@ def test_allowed_imports_pass():
             assert problems_of(module, path) == [], source
         finally:
             path.unlink(missing_ok=True)
+
+
+def test_no_function_outside_tests_is_longer_than_60_lines():
+    """From its `def` line to its last line, docstring included (STYLE.md: short functions)."""
+    folders = [d for d in ROOT.iterdir() if d.is_dir() and d.name not in ("tests", "out") and
+               not d.name.startswith(".") and not d.name.endswith(".egg-info")]
+    long = []
+    for path in sorted(p for d in folders for p in d.rglob("*.py")):
+        relative = path.relative_to(ROOT)
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno - node.lineno >= 60:
+                long.append(f"{relative}:{node.lineno} {node.name} is {node.end_lineno - node.lineno + 1} lines")
+    assert long == [], "\n".join(long)
