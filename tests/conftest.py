@@ -49,10 +49,13 @@ def llama_server(tmp_path_factory):
 
     port = free_port()
     log = tmp_path_factory.mktemp("llama_server") / "server.log"
+    # OMP_NUM_THREADS=1 asks the suite to share the CPU: llama.cpp's threads wait on each other at every
+    # step, so two of them on a busy 2-core machine run several times slower than one
+    threads = os.environ.get("OMP_NUM_THREADS") or "2"
     with log.open("w") as fh:
         proc = subprocess.Popen(
             [sys.executable, "-m", "llama_cpp.server", "--model", str(packaged_gguf()), "--host", "127.0.0.1",
-             "--port", str(port), "--model_alias", "smollm2", "--n_ctx", "4096", "--n_threads", "2"],
+             "--port", str(port), "--model_alias", "smollm2", "--n_ctx", "4096", "--n_threads", threads],
             stdout=fh, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/v1"
     try:

@@ -3,7 +3,8 @@ here can do: inject faults (429 with Retry-After, 500, slow answers, malformed b
 request, and stand in for the Anthropic API (no network here).
 
 Answers are a pure function of the request body, so two runs against it can be compared row by row.
-They look like what the teacher prompts ask for: numbered task lists, Input/Output instances.
+They look like what the teacher prompts ask for: numbered task lists, Input/Output instances, and for
+the curate judge "Score: N / Reason: ..." (`judge_score` says which N, or no score, each response gets).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import asyncio
 import hashlib
 import json
 import random
+import re
 import threading
 import time
 from collections import Counter
@@ -33,8 +35,30 @@ def _rng(body: dict) -> random.Random:
     return random.Random(hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest())
 
 
+JUDGE_ASK = "Rate how good the response is"        # prompts/curate/judge.yaml
+_JUDGED = re.compile(r"^Response: (.*?)\n+Answer in exactly two lines", re.S | re.M)
+JUDGE_SCORES = (None, 1, 2, 4, 5)
+
+
+def judge_score(output: str) -> int | None:
+    """The fake judge's score for a response: a pure function of its text (so a test can predict
+    every verdict from the table it curates); None for an answer that gives no score."""
+    return JUDGE_SCORES[int(hashlib.sha256(output.strip().encode()).hexdigest(), 16) % len(JUDGE_SCORES)]
+
+
+def judge_answer(prompt: str) -> str:
+    """What the judge template asks for ("Score: N" then "Reason: ..."), or rambling prose with no score."""
+    m = _JUDGED.search(prompt)
+    score = judge_score(m.group(1) if m else "")
+    if score is None:
+        return "The response talks about the account but does not say how good it is."
+    return f"Score: {score}\nReason: The response {'answers' if score >= 4 else 'misses'} the instruction."
+
+
 def answer_for(prompt: str, rng: random.Random) -> str:
     """A plausible, well-formed answer to one of seedloop's prompts."""
+    if JUDGE_ASK in prompt:
+        return judge_answer(prompt)
     if "series of tasks" in prompt:
         return "\n".join(f"Task {i}: {rng.choice(VERBS).title()} the {' '.join(rng.sample(WORDS, 6))} "
                          f"for a customer." for i in range(9, 13))

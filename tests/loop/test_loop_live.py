@@ -2,8 +2,10 @@
 student built from a config, so two rounds take about a minute each on 2 cores.
 
 - two cycles with annotations made through the API between them: round 2 trains on them;
-- SIGKILL during each step in turn, then re-run: the same final state as an uninterrupted run, no
-  duplicate task, no record trained twice, no teacher request paid twice.
+- two cycles whose pool a real teacher wrote (SmolLM2 on llama.cpp's server), the automatic reviewer deciding;
+- SIGKILL inside each step in turn (at the end of its work, before the manifest records it; generate
+  and train also half-way), then re-run: the same final state as an uninterrupted run, no duplicate
+  task, no record annotated twice, no record trained twice, no teacher request paid twice.
 """
 
 from __future__ import annotations
@@ -21,11 +23,12 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from tests.conftest import EXAMPLE_SEEDS, run_cli
+from tests.conftest import EXAMPLE_SEEDS, ROOT, run_cli
 
 pytestmark = pytest.mark.slow
 ANN = "ann@example.com"
 K = 5
+TEACHER = "openai:smollm2"     # the llama_server fixture's model alias
 
 
 @pytest.fixture(scope="module")
@@ -126,12 +129,77 @@ def test_two_cycles_round_two_trains_on_the_labels_of_round_one(label_studio, an
     assert info["promoted_adapter"].endswith("adapter") and Path(info["plot"]).is_file()
 
 
-STEPS = ["generate", "curate", "pull", "training_set", "train", "evaluate", "promote", "select", "push",
-         "auto_review"]
+def test_two_cycles_with_a_real_llama_cpp_teacher(llama_server, tiny_student, tmp_path):
+    """The same loop with its generation done by the packaged SmolLM2 on llama.cpp (llama-cpp-python's
+    server, the llama_server fixture): a small pool of real model output goes through curation, training,
+    selection and the automatic reviewer into round 2. No Label Studio: reviewed.parquet carries the verdicts."""
+    ws = tmp_path / "ws"
+    res = run_cli("init", ws, "--seeds", EXAMPLE_SEEDS, "--teacher", TEACHER, "--n", "4", "--student", tiny_student,
+                  "--k", "2", "--auto-review", "--train-set", "max_steps=2", "--train-set", "eval_every=2",
+                  "--train-set", "save_every=2")
+    assert res.returncode == 0, res.stderr
+    res = run_cli("cycle", ws, "--until", "2", timeout=1500,
+                  env={"OPENAI_BASE_URL": llama_server, "OPENAI_API_KEY": ""})
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "round 2 done" in res.stderr
+
+    # round 0: every generated row is the llama.cpp teacher's, and the ledger counts what it answered
+    generated = pl.read_parquet(ws / "rounds/000/generated.parquet")
+    assert generated.height >= 1 and set(generated["teacher"]) == {TEACHER}
+    assert set(generated["source"]) == {"generated"} and generated["output"].is_not_null().all()
+    gen = manifest(ws, 0)["steps"]["generate"]
+    assert gen["requests_sent"] > 0 and gen["requests_cached"] == 0
+    from synth import RequestCache
+
+    store = RequestCache(ws / "cache.sqlite")
+    ledger = store.ledger("loop:generate")
+    store.close()
+    assert [(r.teacher, r.requests) for r in ledger] == [(TEACHER, gen["requests_sent"])]
+    assert all(r.output_tokens > 0 for r in ledger)
+    pool = pl.read_parquet(ws / "rounds/000/pool.parquet")
+    assert 1 <= pool.height <= generated.height and set(pool["id"]) <= set(generated["id"])
+
+    # round 1 trains on seeds and the model's rows; round 2 on the automatic reviewer's verdicts of round 1
+    evals = set(pl.read_parquet(ws / "eval.parquet")["id"])
+    train1 = pl.read_parquet(ws / "rounds/001/train.parquet")
+    assert set(pool["id"]) - evals <= set(train1["id"]) and not evals & set(train1["id"])
+    picked = pl.read_parquet(ws / "rounds/001/selection.parquet")["id"].to_list()
+    reviewed = pl.read_parquet(ws / "rounds/001/reviewed.parquet")
+    assert 1 <= len(picked) <= 2 and sorted(reviewed["id"]) == sorted(picked) and set(picked) <= set(pool["id"])
+    labels = pl.read_parquet(ws / "rounds/002/labels.parquet")
+    assert dict(zip(labels["id"], labels["status"])) == dict(zip(reviewed["id"], reviewed["status"]))
+    train2 = pl.read_parquet(ws / "rounds/002/train.parquet")
+    kept = reviewed.filter(pl.col("status") != "rejected")
+    assert dict(zip(kept["id"], kept["output"])).items() <= dict(zip(train2["id"], train2["output"])).items()
+    assert not set(reviewed.filter(pl.col("status") == "rejected")["id"]) & set(train2["id"])
+    m2 = manifest(ws, 2)
+    assert m2["steps"]["train"]["init_adapter"] == str(ws / "rounds/001/adapter")
+    assert m2["steps"]["train"]["steps"] == 2 and m2["counts"]["labels"] == len(picked)
+    assert not set(m2["selected_ids"]) & set(picked)                      # nothing is picked twice
+    assert manifest(ws, 0)["steps"]["generate"] == gen                    # round 2 generated nothing more
+
+
+STEPS = [(0, "generate"), (0, "curate"), (1, "pull"), (1, "training_set"), (1, "train"), (1, "evaluate"),
+         (1, "promote"), (1, "select"), (1, "push"), (1, "auto_review")]
+
+
+def kill_at_end_of(ws: Path, environ: dict, round_no: int, step: str) -> None:
+    """`seedloop cycle`, SIGKILLed once `step` of `round_no` has done its work and before the manifest
+    records it (tests/loop/killpoint.py): the kill lands inside the step, every time."""
+    res = subprocess.run([sys.executable, "-m", "tests.loop.killpoint", str(round_no), step, "cycle", str(ws)],
+                         capture_output=True, text=True, timeout=600, cwd=ROOT,
+                         env={**os.environ, "HF_HUB_OFFLINE": "1", "COLUMNS": "400", **environ})
+    assert res.returncode == -signal.SIGKILL, f"{step}: rc {res.returncode}\n{res.stderr[-3000:]}"
+    ran = f"round {round_no} · {step}"
+    assert any(line.startswith(ran) and "done before" not in line for line in res.stderr.splitlines()), res.stderr
+    path = ws / "rounds" / f"{round_no:03d}" / "manifest.json"
+    recorded = json.loads(path.read_text())["steps"].get(step, {}) if path.is_file() else {}
+    assert recorded.get("status") != "done", recorded
 
 
 def kill_during(ws: Path, environ: dict, step: str, round_no: int, fake_llm) -> bool:
-    """Start `seedloop cycle`, SIGKILL it once `step` of `round_no` is under way; False if it finished first."""
+    """Start `seedloop cycle`, SIGKILL it once `step` of `round_no` is under way and has made progress
+    (generate: 10 answers; train: a checkpoint); False if it finished first."""
     proc = subprocess.Popen([sys.executable, "-m", "seedloop", "cycle", str(ws)], stderr=subprocess.PIPE,
                             stdout=subprocess.DEVNULL, text=True,
                             env={**os.environ, "HF_HUB_OFFLINE": "1", "COLUMNS": "400", **environ})
@@ -185,8 +253,10 @@ def test_sigkill_during_each_step_then_rerun_converges(label_studio, tiny_studen
     fake_llm.seen.clear()
     fake_llm.plan.latency = 0.05    # slow enough to be killed half-way through generation
     environ = env(fake_llm, label_studio)
-    killed = [s for s in STEPS if kill_during(ws, environ, s, 0 if s in ("generate", "curate") else 1, fake_llm)]
-    assert {"generate", "curate", "train", "select"} <= set(killed), killed
+    for round_no, step in STEPS:
+        if step in ("generate", "train"):             # half-way too: resumed from the cache / a checkpoint
+            assert kill_during(ws, environ, step, round_no, fake_llm), step
+        kill_at_end_of(ws, environ, round_no, step)   # done, but not recorded: the re-run must not redo harm
     cycle(ws, environ)                                # finishes round 1
     assert kill_during(ws, environ, "train", 2, fake_llm)
     cycle(ws, environ)                                # round 2, resumed
