@@ -27,6 +27,7 @@ from seedloop.core.atomic import write_text
 from seedloop.core.errors import InputError
 from seedloop.core.tables import read_table
 from train import classifier_model as cm
+from train.card import lineage, write_model_card
 from train.config import resolve
 
 
@@ -103,7 +104,7 @@ def train_classifier(data: str | Path | pl.DataFrame, base: str | Path = "minilm
     metrics = {"task": "classification", "labels": len(label_list), "train_examples": len(texts),
                "steps": len(history), "probe_loss": probe_loss,
                "train_loss": history[-1]["loss"] if history else probe_loss, "history": history,
-               "seconds": round(time.perf_counter() - started, 1), "data": {"counts": drops},
+               "seconds": round(time.perf_counter() - started, 1), "data": {"counts": drops, "lineage": lineage(df)},
                "trainable_params": sum(p.numel() for p in model.parameters() if p.requires_grad)}
     meta = {"task": "classification", "labels": label_list, "base": str(previous["base"] if previous else base),
             "base_path": str(base_path), "pooling": pooling, "max_length": cfg["max_length"],
@@ -113,6 +114,7 @@ def train_classifier(data: str | Path | pl.DataFrame, base: str | Path = "minilm
         (out / "metrics.json").unlink()   # until the new metrics land, the folder does not claim to be complete
     cm.save_classifier(out, model, tokenizer, meta)
     write_text(out / "metrics.json", json.dumps(metrics, indent=1))
+    write_model_card(out)
     say({"event": "done", **metrics})
     return metrics
 

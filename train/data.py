@@ -20,6 +20,7 @@ import polars as pl
 
 from seedloop.core.errors import InputError
 from seedloop.core.tables import read_table
+from train.card import lineage
 from train.chat import render_segments
 
 IGNORE = -100
@@ -124,7 +125,7 @@ def read_examples(data, eval_data, tokenizer, *, max_length: int, overlong: str,
                          "output that are not rejected and fit in max_length", file=where)
     fingerprint = hashlib.sha256("\n".join(sorted(r.get("id") or "" for r in records)).encode()).hexdigest()[:16]
     report = {"rows": df.height, "counts": dict(counts), "fingerprint": fingerprint,
-              "train_examples": len(train_set), "eval_examples": len(eval_set)}
+              "train_examples": len(train_set), "eval_examples": len(eval_set), "lineage": lineage(df)}
     return report, train_set, eval_set
 
 

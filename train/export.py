@@ -17,13 +17,14 @@ from pathlib import Path
 
 from seedloop.core.atomic import atomic_path
 from seedloop.core.errors import InputError
+from train.card import write_model_card
 from train.classifier_model import is_classifier
 from train.models import load_base
 
 ADAPTER_FILES = ("adapter_model.safetensors", "adapter_config.json", "train_config.yaml", "metrics.json",
                  "tokenizer.json", "tokenizer_config.json", "chat_template.jinja", "special_tokens_map.json",
                  "tokenizer.model", "vocab.txt", "vocab.json", "merges.txt", "loss_curve.png", "README.md",
-                 "classifier.json")
+                 "classifier.json", "evaluation.json")
 
 
 def _adapter_folder(adapter_dir: str | Path) -> Path:
@@ -52,6 +53,7 @@ def merge_adapter(adapter_dir: str | Path, out: str | Path, *, dtype: str = "bf1
     with atomic_path(out) as tmp:
         merged.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
+        write_model_card(folder, tmp, merged=True)
     return Path(out)
 
 
@@ -78,4 +80,5 @@ def _merge_classifier(folder: Path, out: Path, dtype: str) -> Path:
         save_merged(clf, tmp, read_meta(folder), dtype=torch.bfloat16 if dtype == "bf16" else torch.float32)
         if (folder / "metrics.json").is_file():
             shutil.copy2(folder / "metrics.json", tmp / "metrics.json")
+        write_model_card(folder, tmp, merged=True)
     return out

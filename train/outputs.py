@@ -4,7 +4,8 @@
     OUT/tokenizer.json, tokenizer_config.json, chat_template.jinja
     OUT/train_config.yaml                                the full resolved config
     OUT/loss_curve.png                                   train and eval loss against steps
-    OUT/metrics.json                                     written last: its presence means "complete"
+    OUT/metrics.json                                     its presence means "complete"
+    OUT/README.md                                        the model card (train/card.py), after metrics.json
     OUT/mlruns/                                          MLflow's file store (report_to=mlflow)
 
 Checkpoints (OUT/checkpoints/) are removed once the run is complete.
@@ -19,6 +20,7 @@ import tempfile
 from pathlib import Path
 
 from seedloop.core.atomic import write_text
+from train.card import write_model_card
 from train.config import dump
 from train.tracking import plot_losses
 
@@ -36,4 +38,5 @@ def write_outputs(out: Path, model, tokenizer, settings: dict, metrics: dict) ->
     write_text(out / "train_config.yaml", dump(settings))
     plot_losses(metrics["history"], metrics["evals"], out / "loss_curve.png")
     write_text(out / "metrics.json", json.dumps(metrics, indent=1))
+    write_model_card(out)
     shutil.rmtree(out / "checkpoints", ignore_errors=True)

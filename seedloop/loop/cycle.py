@@ -232,6 +232,10 @@ def evaluate_student(r: Round) -> dict:
 def decide_promotion(r: Round, new_metrics: dict, prev_metrics: dict | None, prev: Path | None, task: str) -> dict:
     """The promote step: whether this round's model replaces the promoted one, and the rule."""
     ok, rule = steps.promote(r.config, new_metrics, prev_metrics, task)
+    if ok:
+        import train
+
+        train.write_model_card(r.path("adapter"), evaluation=new_metrics)   # the promoted model says how good it is
     return {"promoted": ok, "rule": rule, "metric": steps.promote_metric(r.config, task),
             "previous": str(prev) if prev else None}
 

@@ -127,6 +127,8 @@ def test_promotion_is_by_accuracy_and_status_shows_it(two_rounds):
     promote = manifest(ws, 2)["steps"]["promote"]
     assert promote["metric"] == "accuracy" and "accuracy" in promote["rule"]
     assert promote["promoted"] == (acc[1] >= acc[0])                   # tolerance 0, higher is better
+    card = (ws / "rounds/001/adapter/README.md").read_text()             # round 1 is always promoted
+    assert f"| accuracy | {acc[0]:.4g} |" in card and "pipeline_tag: text-classification" in card
     res = run_cli("status", ws, "--json")
     assert res.returncode == 0, res.stderr
     rows = json.loads(res.stdout)["rounds"]

@@ -56,7 +56,10 @@ def test_export_without_merge_copies_the_adapter(trained, tmp_path):
     done = run_cli("export", adapter, "--out", tmp_path / "copy")
     assert done.returncode == 0, done.stderr[-2000:]
     names = {p.name for p in (tmp_path / "copy").iterdir()}
-    assert {"adapter_model.safetensors", "adapter_config.json", "chat_template.jinja", "metrics.json"} <= names
+    assert {"adapter_model.safetensors", "adapter_config.json", "chat_template.jinja", "metrics.json",
+            "README.md"} <= names
+    card = (tmp_path / "copy" / "README.md").read_text()                # the model card came along
+    assert "pipeline_tag: text-generation" in card and "| accepted | 40 |" in card and "library_name: peft" in card
     bad = run_cli("export", tmp_path / "copy" / "nothing", "--out", tmp_path / "x")
     assert bad.returncode == 2 and "adapter_config.json" in bad.stderr
 
