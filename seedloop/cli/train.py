@@ -188,15 +188,24 @@ def serve(
 @handle_errors
 def export(
     adapter: Path = typer.Argument(..., help="A `seedloop train` output folder."),
-    out_dir: Path = typer.Option(..., "--out", help="Where to write the export (a folder)."),
+    out_dir: Path = typer.Option(..., "--out", help="Where to write the export (a folder; a .gguf file with --gguf)."),
     merge: bool = typer.Option(False, "--merge", help="Merge the adapter into a full copy of the base for serving."),
     dtype: str = typer.Option("bf16", help="Merged weights: bf16 or fp32 (never the 4-bit training weights)."),
+    gguf: bool = typer.Option(False, "--gguf", help="Merge and write one GGUF file for llama.cpp / Ollama, with an "
+                              "Ollama Modelfile beside it (generators on a Llama base with SmolLM2's tokenizer)."),
+    quant: str = typer.Option("f16", help="GGUF weights: f32, f16 or q8_0."),
 ) -> None:
-    """Export an adapter: the adapter alone (with tokenizer and config), or --merge'd into its base."""
+    """Export an adapter: the adapter alone (with tokenizer and config), --merge'd into its base, or --gguf."""
     quiet_libraries()
     from train.export import copy_adapter, merge_adapter
 
-    if merge:
+    if gguf:
+        from train.gguf_export import export_gguf
+
+        export_gguf(adapter, out_dir, quant=quant)
+        console.print(f"wrote {adapter} merged as {quant} GGUF -> {out_dir} (and {out_dir.with_name('Modelfile')})",
+                      highlight=False)
+    elif merge:
         merge_adapter(adapter, out_dir, dtype=dtype)
         console.print(f"merged {adapter} into a {dtype} copy of its base -> {out_dir}", highlight=False)
     else:
