@@ -99,3 +99,21 @@ def test_generator_answers_like_plain_generate():
     assert reply.choices[0].message.content == text and text
     assert reply.usage.completion_tokens <= 6
     assert reply.choices[0].finish_reason == ("length" if reply.usage.completion_tokens == 6 else "stop")
+
+
+@pytest.mark.slow
+def test_seedloops_own_teacher_generates_through_it(tmp_path):
+    from seedloop.core.tables import read_table
+    from tests.conftest import EXAMPLE_SEEDS, run_cli
+
+    proc, url = _serve("local", "--name", "student")
+    try:
+        res = run_cli("generate", "--seeds", EXAMPLE_SEEDS, "--n", 2, "--out", tmp_path / "out.jsonl", "--teacher",
+                      "openai:student", "--base-url", url, "--concurrency", 2, "--cache", tmp_path / "c.sqlite",
+                      env={"OPENAI_API_KEY": ""})
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    assert res.returncode == 0, res.stderr[-3000:]
+    df = read_table(tmp_path / "out.jsonl")
+    assert len(df) == 2 and set(df["teacher"]) == {"openai:student"} and all(o.strip() for o in df["output"])
