@@ -84,9 +84,8 @@ def _base_identity(base: str, base_path: str | None) -> tuple[str, str]:
     if base.lower() in PACKAGED:
         return PACKAGED[base.lower()]
     card = Path(base_path or base) / "README.md"
-    header = {}
-    if card.is_file() and card.read_text(errors="replace").startswith("---"):
-        header = yaml.safe_load(card.read_text(errors="replace").split("---")[1]) or {}
+    text = card.read_text(errors="replace") if card.is_file() else ""
+    header = (yaml.safe_load(text.split("---")[1]) or {}) if text.startswith("---") else {}
     config = _read_json(Path(base_path or base) / "config.json")
     return str(header.get("base_model") or config.get("_name_or_path") or base), str(header.get("license") or "other")
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import re
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +27,8 @@ QUANTS = ("f32", "f16", "q8_0")
 CHATML_TEMPLATE = ('{{- if .System }}<|im_start|>system\n{{ .System }}<|im_end|>\n{{ end }}'
                    '{{- range .Messages }}{{ if ne .Role "system" }}<|im_start|>{{ .Role }}\n{{ .Content }}<|im_end|>\n'
                    '{{ end }}{{ end }}<|im_start|>assistant\n')
-DEFAULT_SYSTEM = re.compile(r"<\|im_start\|>system(?:\\n|\n)(.+?)<\|im_end\|>")   # a jinja template's default system turn
+# a jinja template's default system turn (its newline written as \n or as a newline)
+DEFAULT_SYSTEM = re.compile(r"<\|im_start\|>system(?:\\n|\n)(.+?)<\|im_end\|>")
 
 
 def export_gguf(model_dir: str | Path, out: str | Path, *, quant: str = "f16") -> Path:
@@ -112,27 +114,11 @@ def _add_vocab(writer, tokenizer, vocab_size: int) -> None:
     writer.add_tokenizer_pre("smollm")
     writer.add_token_list(tokens)
     writer.add_token_types(types)
-    with _saved(tokenizer) as folder:
+    with tempfile.TemporaryDirectory() as folder:      # SpecialVocab reads the tokenizer's files
+        tokenizer.save_pretrained(folder)
         special = gguf.SpecialVocab(folder, load_merges=True, n_vocab=vocab_size)
     special.chat_template = tokenizer.chat_template or special.chat_template
     special.add_to_gguf(writer)
-
-
-class _saved:
-    """The tokenizer saved to a temporary folder (SpecialVocab reads files)."""
-
-    def __init__(self, tokenizer):
-        self.tokenizer = tokenizer
-
-    def __enter__(self) -> Path:
-        import tempfile
-
-        self.tmp = tempfile.TemporaryDirectory()
-        self.tokenizer.save_pretrained(self.tmp.name)
-        return Path(self.tmp.name)
-
-    def __exit__(self, *exc):
-        self.tmp.cleanup()
 
 
 def _permute(weights: np.ndarray, n_head: int) -> np.ndarray:

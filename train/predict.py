@@ -19,8 +19,7 @@ from pathlib import Path
 import polars as pl
 
 from seedloop.core.atomic import atomic_path, write_text
-from seedloop.core.errors import InputError
-from seedloop.core.tables import TABLE_SUFFIXES, read_table, write_table
+from seedloop.core.tables import read_table, table_format, write_table
 
 CHUNK_ROWS = 256
 CLASSIFIER_COLUMNS = {"id": pl.Utf8, "label": pl.Utf8, "probability": pl.Float64}
@@ -34,22 +33,27 @@ def predict(model_dir: str | Path, data: str | Path | pl.DataFrame, out: str | P
     from train.classifier_model import is_classifier
 
     out = Path(out)
-    if out.suffix.lower() not in TABLE_SUFFIXES:
-        raise InputError(f"unknown table format '{out.suffix or '(none)'}': use .parquet or .jsonl", file=str(out))
+    table_format(out)                                   # a bad suffix fails before any work
     df = data if isinstance(data, pl.DataFrame) else read_table(data)
     classifier = is_classifier(model_dir)
     parts = out.with_name(f".{out.name}.parts")
     settings = {"model": _fingerprint(model_dir), "batch_size": batch_size,
                 "max_new_tokens": None if classifier else max_new_tokens}
     start = _open_parts(parts, settings)
-    done = _read_parts(parts, CLASSIFIER_COLUMNS if classifier else GENERATOR_COLUMNS)
+    schema = CLASSIFIER_COLUMNS if classifier else GENERATOR_COLUMNS
+    done = _read_parts(parts, schema)
     todo = df.filter(~pl.col("id").is_in(done["id"].to_list())).unique("id", keep="first", maintain_order=True)
     if todo.height:
-        run = _classify if classifier else _generate
-        run(model_dir, todo.to_dicts(), parts, start=start, batch_size=batch_size, max_new_tokens=max_new_tokens,
-            chunk_rows=chunk_rows, progress=progress, already=done.height, total=done.height + todo.height)
-    predictions = _read_parts(parts, CLASSIFIER_COLUMNS if classifier else GENERATOR_COLUMNS)
-    table = df.select("id", "instruction", "input").join(predictions, on="id", how="left", maintain_order="left")
+        records, predict_chunk = (_classifier if classifier else _generator)(model_dir, todo.to_dicts(),
+                                                                             batch_size, max_new_tokens)
+        for n, at in enumerate(range(0, len(records), chunk_rows), start):
+            chunk = records[at:at + chunk_rows]
+            with atomic_path(parts / f"{n:06d}.parquet") as tmp:
+                pl.DataFrame(predict_chunk(chunk), schema=schema).write_parquet(tmp)
+            if progress:
+                progress(done.height + at + len(chunk), done.height + todo.height)
+    table = df.select("id", "instruction", "input").join(_read_parts(parts, schema), on="id", how="left",
+                                                         maintain_order="left")
     write_table(table, out)
     shutil.rmtree(parts, ignore_errors=True)
     return {"rows": df.height, "predicted": todo.height, "resumed": done.height,
@@ -82,44 +86,30 @@ def _read_parts(parts: Path, schema: dict) -> pl.DataFrame:
     return pl.concat(found) if found else pl.DataFrame(schema=schema)
 
 
-def _chunks(rows: list[dict], size: int):
-    for start in range(0, len(rows), size):
-        yield rows[start:start + size]
-
-
-def _save_chunk(parts: Path, index: int, rows: list[dict], schema: dict) -> None:
-    with atomic_path(parts / f"{index:06d}.parquet") as tmp:
-        pl.DataFrame(rows, schema=schema).write_parquet(tmp)
-
-
-def _classify(model_dir, records: list[dict], parts: Path, *, start: int, batch_size: int, chunk_rows: int,
-              progress, already: int, total: int, **_) -> None:
+def _classifier(model_dir, records: list[dict], batch_size: int, _max_new_tokens: int):
+    """(records, predict_chunk): the label and its probability for each record."""
     from train.classifier import classifier_text
     from train.classifier_model import load_classifier
 
     clf = load_classifier(model_dir)
-    for n, chunk in enumerate(_chunks(records, chunk_rows), start):
+
+    def predict_chunk(chunk: list[dict]) -> list[dict]:
         probs = clf.predict_proba([classifier_text(r) for r in chunk], batch_size=batch_size)
-        best = probs.argmax(axis=1)
-        _save_chunk(parts, n, [{"id": r["id"], "label": clf.labels[i], "probability": float(p[i])}
-                               for r, i, p in zip(chunk, best, probs)], CLASSIFIER_COLUMNS)
-        already += len(chunk)
-        if progress:
-            progress(already, total)
+        return [{"id": r["id"], "label": clf.labels[i], "probability": float(p[i])}
+                for r, i, p in zip(chunk, probs.argmax(axis=1), probs)]
+    return records, predict_chunk
 
 
-def _generate(model_dir, records: list[dict], parts: Path, *, start: int, batch_size: int, max_new_tokens: int,
-              chunk_rows: int, progress, already: int, total: int) -> None:
+def _generator(model_dir, records: list[dict], batch_size: int, max_new_tokens: int):
+    """(records sorted by prompt length, so batches carry little padding; predict_chunk): greedy answers."""
     from train.chat import render_prompt
     from train.inference import answer, load_for_inference
 
     model, tokenizer = load_for_inference(model_dir)
-    records = sorted(records, key=lambda r: len(render_prompt(r, tokenizer)))   # less left padding per batch
-    for n, chunk in enumerate(_chunks(records, chunk_rows), start):
+
+    def predict_chunk(chunk: list[dict]) -> list[dict]:
         answers = answer(model, tokenizer, chunk, max_new_tokens=max_new_tokens, batch_size=batch_size)
-        _save_chunk(parts, n, [{"id": r["id"], "text": a.text, "tokens": len(a.token_logprobs),
-                                "mean_logprob": sum(a.token_logprobs) / len(a.token_logprobs) if a.token_logprobs
-                                else None} for r, a in zip(chunk, answers)], GENERATOR_COLUMNS)
-        already += len(chunk)
-        if progress:
-            progress(already, total)
+        return [{"id": r["id"], "text": a.text, "tokens": len(a.token_logprobs),
+                 "mean_logprob": sum(a.token_logprobs) / len(a.token_logprobs) if a.token_logprobs else None}
+                for r, a in zip(chunk, answers)]
+    return sorted(records, key=lambda r: len(render_prompt(r, tokenizer))), predict_chunk

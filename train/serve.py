@@ -117,6 +117,7 @@ def make_app(model_dir: str | Path, *, name: str | None = None) -> FastAPI:
     specialist = Specialist(model_dir, name)
     created = int(time.time())
     app = FastAPI(title=f"seedloop: {specialist.name}")
+    app.state.model_id = specialist.name
 
     @app.exception_handler(ApiError)
     def _api_error(request: Request, exc: ApiError):

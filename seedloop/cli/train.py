@@ -179,8 +179,7 @@ def serve(
     from train.serve import make_app
 
     app = make_app(model, name=name)
-    model_id = app.title.removeprefix("seedloop: ")
-    console.print(f"serving '{model_id}' at http://{host}:{port}/v1 (OpenAI-compatible; Ctrl-C stops)",
+    console.print(f"serving '{app.state.model_id}' at http://{host}:{port}/v1 (OpenAI-compatible; Ctrl-C stops)",
                   highlight=False)
     uvicorn.run(app, host=host, port=port, log_level="warning")
 

@@ -20,7 +20,8 @@ TEXT_COLUMNS = tuple(name for name, dtype in SCHEMA.items() if dtype == pl.Utf8)
 WARN_AT_MOST = 10   # per file: the first few name their lines, the rest are counted
 
 
-def _kind(path: Path) -> str:
+def table_format(path: Path) -> str:
+    """'parquet' or 'jsonl' from a table path's suffix; InputError for anything else."""
     suffix = path.suffix.lower()
     if suffix not in TABLE_SUFFIXES:
         raise InputError(f"unknown table format '{suffix or '(none)'}': use .parquet or .jsonl", file=str(path))
@@ -30,7 +31,7 @@ def _kind(path: Path) -> str:
 def read_table(path: str | Path) -> pl.DataFrame:
     """A record table with the full schema. Raises InputError for missing files or columns."""
     path = Path(path)
-    kind = _kind(path)
+    kind = table_format(path)
     require_file(path)
     try:
         df = pl.read_parquet(path) if kind == "parquet" else _read_jsonl(path)
@@ -87,7 +88,7 @@ def _warn_not_text(found: list[tuple], path: Path) -> None:
 def write_table(df: pl.DataFrame, path: str | Path) -> Path:
     """Write atomically; the format follows the suffix."""
     path = Path(path)
-    kind = _kind(path)
+    kind = table_format(path)
     with atomic_path(path) as tmp:
         if kind == "parquet":
             df.write_parquet(tmp)
