@@ -14,6 +14,8 @@ The public surface other stages use (names load lazily, so `import curate.review
     k_center_greedy(x, k, start=(), first=0) -> [row]   the most spread-out rows of an embedding matrix
     checked_texts(df, on="prompt", where=None) -> [str] the text of each row a step embeds, checked
     row_text(instruction, input, output, on) -> str
+    build_pairs(df, min_gap=None) -> (pairs, counts)    preference pairs from edits, rejections, the judge
+    read_pairs(path) -> pairs; trl_rows(pairs) -> rows  a pairs table (ours or TRL's JSONL); TRL's format
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ _EXPORTS = {
     "curate_file": "curate.files",
     "Embedder": "curate.embed", "k_center_greedy": "curate.diversity",
     "checked_texts": "curate.rows", "row_text": "curate.rows",
+    "build_pairs": "curate.pairs", "read_pairs": "curate.pairs", "trl_rows": "curate.pairs",
+    "PAIR_SCHEMA": "curate.pairs",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -17,6 +17,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from seedloop.core.errors import ConfigError, InputError
+from seedloop.core.record import record_messages
 
 CHATML_FALLBACK = (
     "{% for message in messages %}"
@@ -48,28 +49,6 @@ def setup_chat_template(tokenizer, choice: str = "auto") -> str:
         raise ConfigError(f"chat_template: no file {path} (use auto, model, chatml or a .jinja path)")
     tokenizer.chat_template = path.read_text(encoding="utf-8")
     return f"file:{path.name}"
-
-
-def _text(value) -> str:
-    return "" if value is None else str(value)
-
-
-def record_messages(record: dict, *, with_output: bool = True) -> list[dict]:
-    """The conversation of a record; the final assistant turn is its `output` when it has one."""
-    messages = record.get("messages")
-    if messages:
-        out = [{"role": m["role"], "content": _text(m["content"])} for m in messages]
-        if with_output and record.get("output") is not None and out[-1]["role"] != "assistant":
-            out.append({"role": "assistant", "content": _text(record["output"])})
-        if not with_output and out[-1]["role"] == "assistant":
-            out = out[:-1]
-        return out
-    user = _text(record.get("instruction")).strip()
-    extra = _text(record.get("input")).strip()
-    out = [{"role": "user", "content": f"{user}\n\n{extra}" if extra else user}]
-    if with_output and record.get("output") is not None:
-        out.append({"role": "assistant", "content": _text(record["output"])})
-    return out
 
 
 def render(tokenizer, messages: list[dict], *, generation_prompt: bool = False) -> str:

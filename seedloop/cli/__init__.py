@@ -9,6 +9,7 @@ from seedloop.cli import curate as _curate
 from seedloop.cli import doctor as _doctor
 from seedloop.cli import generate as _generate
 from seedloop.cli import loop as _loop
+from seedloop.cli import pairs as _pairs
 from seedloop.cli import review as _review
 from seedloop.cli import seeds as _seeds
 from seedloop.cli import select as _select
@@ -21,6 +22,7 @@ app.add_typer(_review.app, name="review")
 app.command("generate")(_generate.generate)
 app.command("ledger")(_generate.ledger)
 app.command("curate")(_curate.curate)
+app.command("pairs")(_pairs.pairs)
 app.command("train")(_train.train)
 app.command("evaluate")(_train.evaluate)
 app.command("predict")(_train.predict)

@@ -140,3 +140,25 @@ def conform(df: pl.DataFrame, *, where: str = "table") -> pl.DataFrame:
             return_dtype=pl.Utf8).alias("id"))
     extra = [c for c in out.columns if c not in SCHEMA]
     return out.select([*SCHEMA, *extra])
+
+
+def _text(value) -> str:
+    return "" if value is None else str(value)
+
+
+def record_messages(record: dict, *, with_output: bool = True) -> list[dict]:
+    """The conversation of a record; the final assistant turn is its `output` when it has one."""
+    messages = record.get("messages")
+    if messages:
+        out = [{"role": m["role"], "content": _text(m["content"])} for m in messages]
+        if with_output and record.get("output") is not None and out[-1]["role"] != "assistant":
+            out.append({"role": "assistant", "content": _text(record["output"])})
+        if not with_output and out[-1]["role"] == "assistant":
+            out = out[:-1]
+        return out
+    user = _text(record.get("instruction")).strip()
+    extra = _text(record.get("input")).strip()
+    out = [{"role": "user", "content": f"{user}\n\n{extra}" if extra else user}]
+    if with_output and record.get("output") is not None:
+        out.append({"role": "assistant", "content": _text(record["output"])})
+    return out
