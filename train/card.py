@@ -97,11 +97,12 @@ def _table(rows: dict) -> list[str]:
 def _lineage_section(found: dict | None) -> list[str]:
     if not found:
         return ["", "## Training data", "", "Not recorded.", ""]
-    lines = ["", "## Training data", "", f"{found['rows']} rows in the training table, {found['labels']} distinct "
-             "outputs.", ""]
-    for title, key in (("By source", "by_source"), ("By status", "by_status"), ("By round", "by_round"),
-                       ("Reviewers", "reviewers")):
-        lines += [f"### {title}", "", *_table(found.get(key) or {}), ""]
+    summary = found.get("summary") or f"{found['rows']} rows in the training table, {found['labels']} distinct outputs."
+    lines = ["", "## Training data", "", summary, ""]
+    for title, key in (("By source", "by_source"), ("By origin", "by_origin"), ("By status", "by_status"),
+                       ("By round", "by_round"), ("Reviewers", "reviewers")):
+        if key in found:   # a preference-pairs run (train/dpo.py) has origins instead of sources and statuses
+            lines += [f"### {title}", "", *_table(found[key] or {}), ""]
     return lines
 
 

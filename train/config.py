@@ -23,9 +23,10 @@ CHOICES = {
     "overlong": ("drop", "truncate"),
     "report_to": ("mlflow", "wandb", "none"),
     "dtype": ("auto", "bf16", "bfloat16", "fp16", "float16", "fp32", "float32"),
+    "loss_type": ("sigmoid", "ipo", "hinge"),
 }
 POSITIVE = ("lora_r", "lora_alpha", "max_length", "epochs", "batch_size", "grad_accum", "eval_every",
-            "save_every", "keep_checkpoints", "lr", "head_lr")
+            "save_every", "keep_checkpoints", "lr", "head_lr", "beta")
 
 ZERO_OK = {"classifier": ("epochs",)}   # a classifier with epochs=0 is its linear probe alone
 
@@ -57,7 +58,7 @@ def _config_file(name_or_path: str | Path):
 
 
 def defaults(recipe: str = DEFAULT) -> dict:
-    """The shipped defaults of a recipe: `qlora` (generation) or `classifier`."""
+    """The shipped defaults of a recipe: `qlora` (generation), `classifier` or `dpo`."""
     return _read_yaml(_config_file(recipe), f"{recipe}.yaml")
 
 

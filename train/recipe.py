@@ -2,7 +2,7 @@
 
   1. data: records -> chat-rendered examples (response-only labels), held-out split: setup_data
   2. model: base in 4-bit NF4 (or plain), LoRA on every linear layer, or warm-started from an adapter:
-     setup_accelerator, _setup_model
+     setup_accelerator, setup_model
   3. optimizer and schedule; restore a checkpoint on resume: setup_optimizer, restore_checkpoint
   4. an explicit loop: step, evaluate, stop early, checkpoint: train_loop (take_step, eval_and_track,
      checkpoint)
@@ -70,7 +70,7 @@ def run_recipe(cfg: TrainConfig, progress: Callable[[dict], None] | None = None)
     torch.manual_seed(cfg.seed)
     accelerator, amp = setup_accelerator(cfg)
     cfg = _adopt_adapter_shape(cfg, say)
-    model = _setup_model(base_path, four_bit=cfg.four_bit, dtype=cfg.dtype, lora_r=cfg.lora_r,
+    model = setup_model(base_path, four_bit=cfg.four_bit, dtype=cfg.dtype, lora_r=cfg.lora_r,
                          lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout, target_modules=cfg.target_modules,
                          init_adapter=cfg.init_adapter, gradient_checkpointing=cfg.gradient_checkpointing)
     record = run_record(cfg, base_path, examples)
@@ -143,7 +143,7 @@ def setup_data(cfg: TrainConfig, base_path: Path, say) -> Examples:
     """The tokenizer and its chat template, then the records read, split and tokenized."""
     # a warm start keeps the previous round's tokenizer and chat template
     warm = cfg.init_adapter and (Path(cfg.init_adapter) / "tokenizer_config.json").is_file()
-    tokenizer = _load_tokenizer(Path(cfg.init_adapter) if warm else base_path)
+    tokenizer = load_tokenizer(Path(cfg.init_adapter) if warm else base_path)
     template = setup_chat_template(tokenizer, cfg.chat_template)
     if template != "model":
         say({"event": "note", "text": f"chat template: {template} (the model has none of its own)"})
@@ -390,7 +390,7 @@ def _describe(table) -> str | None:
     return None if table is None else "<DataFrame>" if isinstance(table, pl.DataFrame) else str(table)
 
 
-def _load_tokenizer(folder: Path):
+def load_tokenizer(folder: Path):
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(folder)
@@ -399,7 +399,7 @@ def _load_tokenizer(folder: Path):
     return tokenizer
 
 
-def _setup_model(base_path, *, four_bit, dtype, lora_r, lora_alpha, lora_dropout, target_modules, init_adapter,
+def setup_model(base_path, *, four_bit, dtype, lora_r, lora_alpha, lora_dropout, target_modules, init_adapter,
                  gradient_checkpointing):
     from peft import LoraConfig, PeftModel, get_peft_model, prepare_model_for_kbit_training
 

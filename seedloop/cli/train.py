@@ -12,6 +12,7 @@ from rich.table import Table
 
 from seedloop.cli.common import StepProgress, console, handle_errors, out, parse_labels, quiet_libraries
 from seedloop.core.atomic import write_text
+from seedloop.core.errors import ConfigError
 
 
 @handle_errors
@@ -37,6 +38,9 @@ def train(
     report_to: str = typer.Option(None, "--report-to", help="mlflow (default, file store in OUT/mlruns), "
                                   "wandb or none."),
     tracking_uri: str = typer.Option(None, "--tracking-uri", help="MLflow tracking URI (default OUT/mlruns)."),
+    objective: str = typer.Option("sft", "--objective", help="sft: learn the answers of a record table | dpo: "
+                                  "prefer chosen over rejected answers in a pairs table (`seedloop pairs`; keys "
+                                  "in train/configs/dpo.yaml), usually with --init-adapter an SFT adapter."),
 ) -> None:
     """Fine-tune a student on curated and reviewed records: a classifier (LoRA and a label head) when
     the outputs are labels, else a generator (QLoRA, loss on answer tokens only).
@@ -49,6 +53,11 @@ def train(
     from train.task import plan_training
 
     quiet_libraries()
+    if objective == "dpo":
+        _refuse_for_dpo(task=task, eval_data=eval_data, report_to=report_to, tracking_uri=tracking_uri)
+        return _train_dpo(data, base or "local", out_dir, config, overrides or [], four_bit, init_adapter, resume)
+    if objective != "sft":
+        raise ConfigError(f"unknown --objective '{objective}': use sft or dpo")
     if int(os.environ.get("RANK", "0")) != 0:   # under `accelerate launch`, the first process speaks for all
         console.quiet = True
     plan = plan_training(data, task=task, base=base, config=config, overrides=overrides or [],
@@ -59,6 +68,28 @@ def train(
     with _TrainProgress() as progress:
         metrics = plan.run(out_dir, eval_data=eval_data, init_adapter=init_adapter, resume=resume,
                            progress=progress.update)
+    _train_summary(metrics, out_dir)
+
+
+def _refuse_for_dpo(**given) -> None:
+    used = [f"--{k.replace('_', '-')}" for k, v in given.items() if v not in (None, "auto")]
+    if used:
+        raise ConfigError(f"{', '.join(used)}: not used with --objective dpo (it trains a generator, holds out "
+                          "eval_fraction of the pairs, and tracks nothing)")
+
+
+def _train_dpo(data: Path, base: str, out_dir: Path, config, overrides: list[str], four_bit, init_adapter, resume):
+    from train.config import dump, resolve
+    from train.dpo import train_dpo
+
+    settings = resolve(config or "dpo", overrides, recipe="dpo", four_bit=four_bit)
+    console.print(f"[bold]seedloop train[/] dpo: {data} on {base} -> {out_dir}"
+                  + (f" (warm start from {init_adapter}, also the reference model)" if init_adapter else ""),
+                  highlight=False)
+    console.print(Syntax(dump(settings), "yaml", theme="ansi_dark", background_color="default"))
+    with _TrainProgress() as progress:
+        metrics = train_dpo(data, base, out_dir, init_adapter=init_adapter, resume=resume, progress=progress.update,
+                            **settings)
     _train_summary(metrics, out_dir)
 
 
@@ -93,9 +124,11 @@ class _TrainProgress:
 
 def _train_summary(metrics: dict, out_dir: Path) -> None:
     table = Table(title=f"trained -> {out_dir}", show_header=False)
-    for key in ("task", "labels", "steps", "stopped_early", "train_loss", "initial_eval_loss", "final_eval_loss", "best_eval_loss",
-                "best_step", "tokens_per_second", "peak_rss_mb", "peak_gpu_mb", "model_footprint_mb",
-                "trainable_params", "chat_template", "seconds"):
+    for key in ("objective", "task", "labels", "steps", "train_pairs", "eval_pairs", "eval_margin_before",
+                "eval_margin_after", "eval_pair_accuracy_before", "eval_pair_accuracy_after", "stopped_early",
+                "train_loss", "initial_eval_loss", "final_eval_loss", "best_eval_loss", "best_step",
+                "tokens_per_second", "peak_rss_mb", "peak_gpu_mb", "model_footprint_mb", "trainable_params",
+                "chat_template", "seconds"):
         if metrics.get(key) is not None:
             value = metrics[key]
             table.add_row(key, f"{value:.4f}" if isinstance(value, float) and key.endswith("loss") else str(value))

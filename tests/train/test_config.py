@@ -12,7 +12,7 @@ from train.config import defaults, parse_overrides, resolve, shipped_configs
 
 @pytest.mark.parametrize("name", shipped_configs())
 def test_every_shipped_config_resolves(name):
-    recipe = "classifier" if name == "classifier" else "qlora"
+    recipe = name if name in ("classifier", "dpo") else "qlora"
     resolved = resolve(name, recipe=recipe)
     assert set(resolved) == set(defaults(recipe))
 

@@ -13,7 +13,7 @@ from bitsandbytes.nn import Linear4bit
 
 from tests.conftest import ROOT
 from train.data import collate, encode_records
-from train.recipe import _setup_model, train, train_step
+from train.recipe import setup_model, train, train_step
 
 FAST = dict(batch_size=4, max_steps=8, eval_every=4, save_every=100, lr=5e-3, gradient_checkpointing=False,
             max_length=128)
@@ -29,7 +29,7 @@ def test_only_lora_parameters_change_and_layers_are_4bit(tiny_model, tokenizer, 
     from accelerate import Accelerator
     from transformers import get_scheduler
 
-    model = _setup_model(tiny_model, four_bit=True, dtype="auto", lora_r=8, lora_alpha=16, lora_dropout=0.0,
+    model = setup_model(tiny_model, four_bit=True, dtype="auto", lora_r=8, lora_alpha=16, lora_dropout=0.0,
                          target_modules="all-linear", init_adapter=None, gradient_checkpointing=True)
     layer = model.base_model.model.model.layers[0]
     for linear in (layer.self_attn.q_proj, layer.self_attn.o_proj, layer.mlp.down_proj):
