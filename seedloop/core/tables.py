@@ -97,11 +97,21 @@ def write_table(df: pl.DataFrame, path: str | Path) -> Path:
     return path
 
 
-def export_hf(df: pl.DataFrame, folder: str | Path) -> Path:
-    """Save as a Hugging Face `datasets` folder (load it back with `datasets.load_from_disk`)."""
+def export_hf(df: pl.DataFrame, folder: str | Path, *, stage: str = "table", settings: dict | None = None,
+              drops: pl.DataFrame | dict[str, int] | None = None, decontamination: list[str] | None = None,
+              license: str | None = None, sources: list[str] | None = None) -> Path:
+    """Save as a Hugging Face `datasets` folder (load it back with `datasets.load_from_disk`), with its
+    dataset card (README.md, seedloop.core.dataset_card): the keywords are what the caller knows of the
+    table (the step, its settings, its drops by reason, the evaluation sets, the licence, the input files).
+    The card is written inside the folder before it is swapped in, so both appear together or not at all."""
     import datasets
 
+    from seedloop.core.dataset_card import check_license, write_card
+
     folder = Path(folder)
+    license = check_license(license)   # a bad id fails before the rows are saved
     with atomic_path(folder) as tmp:
         datasets.Dataset.from_polars(df).save_to_disk(str(tmp))
+        write_card(tmp, df, name=folder.name, stage=stage, data_files="data-*.arrow", settings=settings,
+                   drops=drops, decontamination=decontamination, license=license, sources=sources)
     return folder
