@@ -1,7 +1,9 @@
 """Read a seed file into raw rows, each tagged with where it came from (line or item number).
 
-Handles JSONL, JSON (a list, or an object holding one list), CSV and Parquet. Text files must be
-UTF-8 (a BOM is fine). Not handled: compressed files, Excel, TSV with other delimiters.
+Handles JSONL, JSON (a list, or an object holding one list), CSV and Parquet, and a folder written by
+`datasets.Dataset.save_to_disk`. Text files must be UTF-8 (a BOM is fine). Not handled: compressed
+files, Excel, TSV with other delimiters; a DatasetDict folder (its error names the split folders to
+pass instead).
 """
 
 from __future__ import annotations
@@ -35,11 +37,14 @@ def file_kind(path: Path) -> str:
 
 def read_rows(path: str | Path) -> tuple[str, list[RawRow]]:
     """(file kind, rows). Raises InputError for unreadable files; an empty file is an error too."""
-    path = require_file(path)   # first: a folder named seeds.jsonl is a folder, whatever its suffix
-    kind = file_kind(path)
-    rows = _read_parquet(path) if kind == "parquet" else _TEXT_READERS[kind](path, _decode(path))
+    if Path(path).is_dir():   # first: a folder named seeds.jsonl is a folder, whatever its suffix
+        kind, rows = "datasets", read_datasets_folder(Path(path))
+    else:
+        path = require_file(path)
+        kind = file_kind(path)
+        rows = _read_parquet(path) if kind == "parquet" else _TEXT_READERS[kind](path, _decode(path))
     if not rows:
-        raise InputError("the file holds no rows", file=str(path))
+        raise InputError(f"the {'dataset' if kind == 'datasets' else 'file'} holds no rows", file=str(path))
     return kind, rows
 
 
@@ -122,6 +127,28 @@ def _read_parquet(path: Path) -> list[RawRow]:
     except (pl.exceptions.PolarsError, OSError) as exc:
         raise InputError(f"cannot read Parquet: {exc}", file=str(path)) from exc
     return [RawRow(d, f"row {i}") for i, d in enumerate(df.to_dicts(), 1)]
+
+
+def read_datasets_folder(path: Path) -> list[RawRow]:
+    """The rows of a `save_to_disk` folder (state.json and dataset_info.json beside Arrow files)."""
+    if (path / "dataset_dict.json").is_file():
+        splits = sorted(p.name for p in path.iterdir() if (p / "state.json").is_file())
+        raise InputError(f"a DatasetDict folder (splits: {', '.join(splits) or 'none'}): pass one split's folder, "
+                         f"e.g. {path / (splits[0] if splits else 'train')}", file=str(path))
+    if not ((path / "state.json").is_file() and (path / "dataset_info.json").is_file()):
+        raise InputError("is a directory, expected a seed file (.jsonl, .json, .csv, .parquet) or a `datasets` "
+                         "folder (no state.json and dataset_info.json here, as Dataset.save_to_disk writes)",
+                         file=str(path))
+    import datasets
+    import pyarrow as pa
+
+    if not any(path.glob("*.arrow")):   # an empty Dataset is saved without shards, and load_from_disk fails on it
+        return []
+    try:
+        ds = datasets.load_from_disk(str(path))
+        return [RawRow(d, f"row {i}") for i, d in enumerate(ds.to_list(), 1)]
+    except (OSError, ValueError, KeyError, pa.ArrowException) as exc:
+        raise InputError(f"cannot read the `datasets` folder: {exc}", file=str(path)) from exc
 
 
 _TEXT_READERS = {"jsonl": _read_jsonl, "json": _read_json, "csv": _read_csv}

@@ -1,4 +1,4 @@
-"""`seedloop seeds inspect`: what a seed file holds and what is wrong with it."""
+"""`seedloop seeds inspect`: what a seed file (or `datasets` folder) holds and what is wrong with it."""
 
 from __future__ import annotations
 
@@ -16,7 +16,8 @@ app = typer.Typer(help="Look at seed files before generating from them.", no_arg
 @app.command("inspect")
 @handle_errors
 def inspect_cmd(
-    file: Path = typer.Argument(..., help="Seed file: .jsonl, .json, .csv or .parquet."),
+    file: Path = typer.Argument(..., help="Seed file (.jsonl, .json, .csv or .parquet), or a `datasets` folder "
+                                "(`Dataset.save_to_disk`)."),
     format: str = typer.Option(None, "--format", help=f"Force a format: {', '.join(FORMATS)}."),
     show: int = typer.Option(3, min=0, help="How many converted records to print."),
 ) -> None:
