@@ -33,11 +33,13 @@ def curate_file(table: str | Path, out: str | Path, *, drops: Path | None = None
                 max_cost: float | None = None, min_score: float | None = None, select: int | None = None,
                 select_by: str | None = None, model: str | None = None, embed_cache: Path | None = None,
                 index: str = "auto", neighbours: int = 10, make_embedder: Callable[..., Embedder] = Embedder,
-                say: Callable[[str], None] | None = None, progress: Progress | None = None) -> CurateResult:
+                say: Callable[[str], None] | None = None, progress: Progress | None = None,
+                license: str | None = None) -> CurateResult:
     """Curate the table at `table` and write the kept rows to `out` (and the drops, the dataset folder
-    and the report where given). `cache` is the judge's request cache and ledger; the embeddings are
-    cached in `embed_cache`, by default embeddings.sqlite next to it. `make_embedder(model, cache=)`
-    builds the embedder; `say` gets one line about the run before the slow steps start."""
+    with its card under `license`, and the report where given). `cache` is the judge's request cache and
+    ledger; the embeddings are cached in `embed_cache`, by default embeddings.sqlite next to it.
+    `make_embedder(model, cache=)` builds the embedder; `say` gets one line about the run before the
+    slow steps start."""
     table, out, cache = Path(table), Path(out), Path(cache)
     select_by = select_by or ("score" if judge else "diversity")
     _check_options(threshold=threshold, against_threshold=against_threshold, min_score=min_score, report=report,
@@ -60,7 +62,11 @@ def curate_file(table: str | Path, out: str | Path, *, drops: Path | None = None
     if drops:
         write_table(result.drops, drops)
     if hf_dataset:
-        export_hf(result.kept, hf_dataset)
+        settings = _card_settings(result, on=on, threshold=threshold, keep=keep, heuristics=heuristics,
+                                  model=embedder.model_key, against=bool(against), against_threshold=against_threshold,
+                                  ngram=ngram, judge=judge, min_score=min_score, select=select, select_by=select_by)
+        export_hf(result.kept, hf_dataset, stage="curate", settings=settings, drops=result.drops,
+                  decontamination=[Path(p).name for p in against or ()], license=license, sources=[table.name])
     if report:
         _write_report(report, result, df, table=table, on=on, threshold=threshold, keep=keep,
                       model=embedder.model_key, against=against_rows, min_score=min_score)
@@ -107,6 +113,21 @@ def _judge_with(judge: str, cache: Path, out: Path, base_url: str | None, concur
     return lambda rows, progress=None: judge_rows(
         rows, teacher=teacher, cache=cache, job=f"curate:{out.resolve()}",
         limits=Limits(concurrency=concurrency), max_cost=max_cost, progress=progress)
+
+
+def _card_settings(result: CurateResult, *, against: bool, judge: str | None, select: int | None,
+                   select_by: str, against_threshold: float, ngram: int, min_score: float | None,
+                   **always) -> dict:
+    """The settings that shaped the kept rows, for the dataset card: the ones of steps that ran."""
+    settings = {**always, "index": result.index}
+    if against:
+        settings.update(against_threshold=against_threshold, ngram=ngram)
+    if judge:
+        template = result.verdicts.template if result.verdicts else None
+        settings.update(judge=judge, judge_template=template, min_score=min_score)
+    if select is not None:
+        settings.update(select=select, select_by=select_by)
+    return settings
 
 
 def _write_report(path: Path, result: CurateResult, df, *, table: Path, on: str, threshold: float, keep: str,

@@ -130,6 +130,23 @@ RAY_ADDRESS = typer.Option(None, "--ray-address", help="Ray cluster to use with 
                            "with neither, Ray starts on this machine).")
 
 
+def _license_id(value: str | None) -> str:
+    from seedloop.core.dataset_card import check_license
+
+    try:
+        return check_license(value)
+    except ConfigError as exc:
+        raise typer.BadParameter(str(exc).removeprefix("--license must be ")) from None
+
+
+HF_DATASET = typer.Option(None, "--hf-dataset", help="Also save the table as a Hugging Face `datasets` folder here, "
+                          "with a dataset card (README.md: counts, teachers, templates, settings, drops by reason).")
+LICENSE = typer.Option("unknown", "--license", callback=_license_id,
+                       help="Licence of the rows for the dataset card of --hf-dataset: a Hub licence id such as "
+                       "cc-by-4.0, apache-2.0 or mit (default unknown: seedloop cannot know the seeds' or the "
+                       "teacher's terms).")
+
+
 def check_table_paths(paths: dict[str, Path | None]) -> None:
     """Tables to write ({option: path}, None where not given) must end in .parquet or .jsonl: checked
     before any work, so a typo costs nothing."""

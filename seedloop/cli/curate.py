@@ -9,7 +9,16 @@ import typer
 from rich.table import Table
 
 from curate.semantic_dedup import EXACT_MAX_ROWS
-from seedloop.cli.common import RAY_ADDRESS, StepProgress, check_table_paths, console, default_cache, handle_errors
+from seedloop.cli.common import (
+    HF_DATASET,
+    LICENSE,
+    RAY_ADDRESS,
+    StepProgress,
+    check_table_paths,
+    console,
+    default_cache,
+    handle_errors,
+)
 from seedloop.executors import check_executor
 
 
@@ -50,7 +59,8 @@ def curate(
     neighbours: int = typer.Option(10, min=1, help="Neighbours searched per row for the duplicate graph."),
     heuristics: bool = typer.Option(True, help="Apply the quality rules shared with generation (refusals, "
                                     "empty/long output, copied instruction)."),
-    hf_dataset: Path = typer.Option(None, help="Also save the kept rows as a Hugging Face `datasets` folder."),
+    hf_dataset: Path = HF_DATASET,
+    license: str = LICENSE,
     executor: str = typer.Option("local", "--executor", help="local | ray: compute the embeddings the cache lacks "
                                  "on Ray workers (the neighbour search stays in this process)."),
     ray_address: str = RAY_ADDRESS,
@@ -65,14 +75,13 @@ def curate(
     check_table_paths({"--out": out_path, "--drops": drops})
     from curate import curate_file
     with StepProgress() as progress:
-        result = curate_file(table, out_path, drops=drops, report=report, hf_dataset=hf_dataset,
+        result = curate_file(table, out_path, drops=drops, report=report, hf_dataset=hf_dataset, license=license,
                              cache=cache or default_cache(), threshold=threshold, keep=keep, on=on,
                              heuristics=heuristics, against=against, against_format=against_format,
                              against_threshold=against_threshold, ngram=ngram, judge=judge, base_url=base_url,
                              concurrency=concurrency, max_cost=max_cost, min_score=min_score, select=select,
-                             select_by=select_by, model=model, embed_cache=embed_cache, index=index,
-                             neighbours=neighbours, make_embedder=_embedder(executor, ray_address), say=_say,
-                             progress=progress)
+                             select_by=select_by, model=model, embed_cache=embed_cache, index=index, say=_say,
+                             neighbours=neighbours, make_embedder=_embedder(executor, ray_address), progress=progress)
     _summary(result, out_path, drops, report)
 
 

@@ -8,6 +8,8 @@ import typer
 from rich.table import Table
 
 from seedloop.cli.common import (
+    HF_DATASET,
+    LICENSE,
     RAY_ADDRESS,
     StepProgress,
     check_table_paths,
@@ -30,7 +32,8 @@ from synth.teachers import make_teacher
 
 @handle_errors
 def generate(
-    seeds: Path = typer.Option(..., "--seeds", help="Seed file (any format `seedloop seeds inspect` reads)."),
+    seeds: Path = typer.Option(..., "--seeds", help="Seed file (any format `seedloop seeds inspect` reads), or a "
+                               "`datasets` folder (`Dataset.save_to_disk`)."),
     out_path: Path = typer.Option(..., "--out", help="Where to write the records: .parquet or .jsonl."),
     n: int = typer.Option(100, "--n", min=1, help="How many new records to generate."),
     teacher: str = typer.Option("local", help="local | local:PATH | openai:MODEL | anthropic:MODEL."),
@@ -49,7 +52,8 @@ def generate(
     temperature: float = typer.Option(0.7, min=0, max=2, help="Teacher sampling temperature."),
     classify: str = typer.Option("auto", help="Self-Instruct: how classification tasks are spotted: "
                                  "auto (rule for local teachers, else teacher) | rule | teacher."),
-    hf_dataset: Path = typer.Option(None, help="Also save a Hugging Face `datasets` folder here."),
+    hf_dataset: Path = HF_DATASET,
+    license: str = LICENSE,
     drops: Path = typer.Option(None, help="Also write the dropped candidates with their reasons (.parquet/.jsonl)."),
     executor: str = typer.Option("local", "--executor", help="local | ray: send the teacher requests from Ray "
                                  "workers (cache, ledger, budget and rate limits stay global, in this process)."),
@@ -82,7 +86,10 @@ def generate(
     if drops:
         write_table(result.drops, drops)
     if hf_dataset:
-        export_hf(result.records, hf_dataset)
+        settings = {"teacher": teacher, "method": method, "n": n, "seed": seed, **options,
+                    **({"max_cost_usd": max_cost} if max_cost is not None else {})}
+        export_hf(result.records, hf_dataset, stage="generate", settings=settings, drops=result.drop_counts,
+                  license=license, sources=[seeds.name])
     _summary(result, out_path)
 
 

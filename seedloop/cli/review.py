@@ -10,9 +10,9 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from seedloop.cli.common import StepProgress, check_table_paths, console, handle_errors, out
+from seedloop.cli.common import HF_DATASET, LICENSE, StepProgress, check_table_paths, console, handle_errors, out
 from seedloop.core.errors import ConfigError
-from seedloop.core.tables import read_table, write_table
+from seedloop.core.tables import export_hf, read_table, write_table
 
 CONNECTION_HELP = ("Connection: $LABEL_STUDIO_URL (or --url) and $LABEL_STUDIO_API_KEY, a personal access "
                    "token (Label Studio: Account & Settings > Personal Access Token).")
@@ -71,6 +71,8 @@ def pull(
     project: str = _PROJECT,
     out_path: Path = typer.Option(..., "--out", "-o", help="Where to write the reviewed records (.parquet or .jsonl)."),
     reviewed_only: bool = typer.Option(False, help="Write only records with a verdict."),
+    hf_dataset: Path = HF_DATASET,
+    license: str = LICENSE,
     url: str = _URL,
     retries: int = _RETRIES,
 ) -> None:
@@ -87,9 +89,15 @@ def pull(
     conn = _connect(url, retries)
     with console.status(f"exporting '{project}' from {conn.url}"):
         df, stats = pull_records(conn, project)
+    pulled = df.height
     if reviewed_only:
         df = df.filter(df["review"].is_not_null())
     write_table(df, out_path)
+    if hf_dataset:
+        drops = {"task_without_record_id": stats.skipped.get("task_without_record_id", 0),
+                 "not_reviewed": pulled - df.height}
+        export_hf(df, hf_dataset, stage="review", settings={"project": project, "reviewed_only": reviewed_only},
+                  drops=drops, license=license)
     _print_stats(f"pull of '{project}' -> {out_path} ({df.height} records)", stats)
 
 

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from contextlib import closing
 
+import datasets
 import polars as pl
 import pytest
+from huggingface_hub import DatasetCard
 
 from curate.review import pull_records, push_records, review_status
 from curate.review.server import login
@@ -98,8 +100,10 @@ def test_push_annotate_pull(label_studio, annotators, project_name, tmp_path):
     ann.annotations.create(id=tasks[ids[6]], result=[], was_cancelled=True)
 
     out = tmp_path / "reviewed.parquet"
-    pulled = run_cli("review", "pull", "--project", project_name, "--out", out, env=label_studio.env())
+    pulled = run_cli("review", "pull", "--project", project_name, "--out", out, "--hf-dataset", tmp_path / "hf",
+                     "--license", "cc-by-4.0", env=label_studio.env())
     assert pulled.returncode == 0, pulled.stderr
+    check_card(tmp_path / "hf", project_name)
     got = {r["id"]: r for r in read_table(out).to_dicts()}
     assert list(got) == ids                                       # every record, in push order
     status = {i: got[i]["status"] for i in ids}
@@ -132,6 +136,19 @@ def test_push_annotate_pull(label_studio, annotators, project_name, tmp_path):
     assert stats.skipped["annotation_skipped_by_annotator"] == 1
     shown = run_cli("review", "status", "--project", project_name, env=label_studio.env())
     assert shown.returncode == 0 and "75.0% over 2 record(s)" in shown.stdout
+
+
+def check_card(folder, project: str) -> None:
+    """The dataset card of the pulled records: counts by status and by reviewer, as annotated above."""
+    card = DatasetCard.load(folder / "README.md")
+    facts = card.data.seedloop
+    assert card.data.license == "cc-by-4.0" and facts["stage"] == "review" and facts["rows"] == 8
+    assert facts["by_status"] == {"accepted": 2, "edited": 2, "pending": 2, "rejected": 2}
+    assert facts["reviewers"] == {ANN: 5, BOB: 2}   # the record both kept counts for each of them
+    assert facts["teachers"] == {"openai:gpt-4o-mini": 7}
+    assert facts["settings"] == {"project": project, "reviewed_only": False}
+    assert f"| {ANN} | 5 |" in card.text and "| pending | 2 |" in card.text
+    assert datasets.load_from_disk(str(folder)).num_rows == 8
 
 
 def test_push_twice_and_duplicate_rows_make_no_duplicate_tasks(label_studio, project_name):

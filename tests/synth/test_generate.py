@@ -13,6 +13,7 @@ import sys
 import time
 
 import datasets
+import polars as pl
 import pytest
 
 from seedloop.core.record import DROP_SCHEMA
@@ -166,7 +167,32 @@ def test_generation_drops_form_the_shared_drop_table():
     rows = table.to_dicts()
     assert rows[0]["instruction"] == "How do I close my account?" and rows[0]["output"] is None
     assert rows[0]["detail"] == "similar_to How can I close my account?; similarity 0.912"
-    assert (rows[1]["instruction"], rows[1]["output"], rows[1]["stage"]) == ("Explain card fees", "I cannot help.", "response")
+    assert (rows[1]["instruction"], rows[1]["output"], rows[1]["stage"]) == ("Explain card fees", "I cannot help.",
+                                                                              "response")
     assert rows[1]["detail"] == "operation deepen"
     assert (rows[2]["id"], rows[2]["output"], rows[2]["reason"]) == ("abc", "Hello", "duplicate_id")
     assert rows[0]["id"] and rows[0]["id"] != rows[1]["id"]
+
+
+def test_generate_from_a_datasets_folder_writes_a_dataset_card(fake_llm, tmp_path):
+    from huggingface_hub import DatasetCard
+
+    rows = [json.loads(line) for line in EXAMPLE_SEEDS.read_text().splitlines() if line.strip()]
+    datasets.Dataset.from_list(rows).save_to_disk(str(tmp_path / "seed_rows"))
+    res = run_cli("generate", "--seeds", tmp_path / "seed_rows", "--n", 8, "--out", tmp_path / "out.parquet",
+                  "--teacher", "openai:fake", "--base-url", fake_llm.url, "--cache", tmp_path / "cache.sqlite",
+                  "--seed", 3, "--temperature", 0.5, "--drops", tmp_path / "drops.parquet",
+                  "--hf-dataset", tmp_path / "hf", "--license", "CC-BY-4.0", env=KEY)
+    assert res.returncode == 0, res.stderr
+    df, drops = read_table(tmp_path / "out.parquet"), pl.read_parquet(tmp_path / "drops.parquet")
+    card = DatasetCard.load(tmp_path / "hf" / "README.md")
+    facts = card.data.seedloop
+    assert card.data.license == "cc-by-4.0" and card.data.pretty_name == "hf (seedloop generate)"
+    assert facts["rows"] == df.height == 8 and facts["by_source"] == {"generated": 8}
+    assert facts["teachers"] == {"openai:fake": 8} and facts["sources"] == ["seed_rows"]
+    templates = {(p.rpartition("@")[0], p.rpartition("@")[2]): n for p, n in df["prompt"].value_counts().iter_rows()}
+    assert {(t["template"], t["hash"]): t["rows"] for t in facts["prompts"]} == templates
+    assert facts["settings"] == {"teacher": "openai:fake", "method": "self-instruct", "n": 8, "seed": 3,
+                                 "temperature": 0.5, "classify": "auto"}
+    assert facts["dropped"] == dict(drops["reason"].value_counts().iter_rows())
+    assert datasets.load_from_disk(str(tmp_path / "hf"))["id"] == df["id"].to_list()
