@@ -96,6 +96,8 @@ def curate_rows(r: Round, source: str) -> dict:
     pool = result.kept.with_columns(pl.lit(0, dtype=pl.Int32).alias("round"))
     write_table(result.drops, r.path("curate_drops.parquet"))
     write_table(pool, r.path("pool.parquet"))
+    write_round_card(r, pool, "pool.parquet", settings={"curate": r.config["curate"]}, drops=result.drops,
+                     sources=[_in_workspace(r, r.path(source))])
     return {"kept": pool.height, "dropped": dict(result.counts)}
 
 
@@ -161,7 +163,30 @@ def write_training_set(r: Round, seeds_train: Path, pool_path: Path) -> dict:
     df, counts = steps.training_set(read_table(r.path("labels.parquet")), read_table(seeds_train),
                                     read_table(pool_path), read_table(r.ws.eval_path), unreviewed)
     write_table(df, r.path("train.parquet"))
+    parts = {k: v for k, v in counts.items() if k not in LEFT_OUT}
+    write_round_card(r, df, "train.parquet", settings={"unreviewed": unreviewed, "rows_from": parts},
+                     drops={k: counts[k] for k in LEFT_OUT if k in counts},
+                     sources=[_in_workspace(r, p) for p in (r.path("labels.parquet"), seeds_train, pool_path)])
     return {"rows": df.height, "counts": counts, "policy": f"unreviewed pool rows: {unreviewed}"}
+
+
+LEFT_OUT = ("rejected_by_review", "eval_overlap")   # steps.training_set's counts of rows it left out
+
+
+def write_round_card(r: Round, df: pl.DataFrame, data_file: str, **card) -> None:
+    """rounds/NNN/README.md: the dataset card of the round's table (pool.parquet in round 0, else
+    train.parquet), its rows checked against the workspace's evaluation set. The licence is unknown:
+    a workspace does not record one."""
+    from seedloop.core.dataset_card import write_card
+
+    write_card(r.dir, df, name=f"{r.ws.root.name} round {r.number}", stage="round", data_files=data_file,
+               decontamination=[_in_workspace(r, r.ws.eval_path)], **card)
+
+
+def _in_workspace(r: Round, path: Path) -> str:
+    # paths inside the workspace, so the card reads the same wherever the workspace is moved
+    path = Path(path).resolve()
+    return path.relative_to(r.ws.root.resolve()).as_posix() if path.is_relative_to(r.ws.root.resolve()) else path.name
 
 
 def summary(r: Round) -> dict:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+from huggingface_hub import DatasetCard
 
 from seedloop.core.data import banking77_rows
 from tests.conftest import run_cli
@@ -83,6 +84,12 @@ def test_round_zero_curates_the_given_pool_without_a_teacher(two_rounds, files):
     evals = pl.read_parquet(ws / "eval.parquet")
     assert sorted(evals["input"]) == sorted(t for t, _ in files["eval_rows"])
     assert pl.read_parquet(ws / "seeds_train.parquet").height == 6   # every seed trains: eval came apart
+    cards = [DatasetCard.load(ws / f"rounds/{n:03d}/README.md").data.seedloop for n in (0, 1, 2)]
+    assert cards[0]["rows"] == pool.height and cards[0]["by_source"] == {"pool": pool.height}
+    assert cards[0]["dropped"] == manifest(ws, 0)["steps"]["curate"]["dropped"]
+    assert [c["rows"] for c in cards[1:]] == [pl.read_parquet(ws / f"rounds/{n:03d}/train.parquet").height
+                                              for n in (1, 2)]
+    assert all(c["decontamination"] == ["eval.parquet"] for c in cards)
 
 
 def test_a_classifier_trains_warm_starts_and_never_sees_unreviewed_pool_rows(two_rounds, encoder):
