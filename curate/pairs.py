@@ -8,8 +8,8 @@ Three origins, each pair with its lineage (the rows its answers came from, the r
 - judge (only with `min_gap`): among the judged answers to one prompt that nobody rejected, the best
   against the worst when their judge scores differ by `min_gap` or more.
 
-A pair whose two answers are the same text (after trimming whitespace) teaches nothing and is counted
-as skipped, as is an edit without its original. The same (prompt, chosen, rejected) is kept once.
+A pair whose two answers are the same text (after trimming whitespace), or with an empty answer, teaches
+nothing and is counted as skipped, as is an edit without its original. The same (prompt, chosen, rejected) is kept once.
 Chat records keep their turns: `prompt` is the conversation before the answer.
 """
 
@@ -55,7 +55,9 @@ def build_pairs(df: pl.DataFrame, *, min_gap: float | None = None) -> tuple[pl.D
     pairs, seen = [], set()
     for pair in found:
         key = (pair["id"], pair["chosen"].strip(), pair["rejected"].strip())
-        if key[1] == key[2]:
+        if not key[1] or not key[2]:
+            counts[f"skipped_empty_answer_{pair['origin']}"] += 1
+        elif key[1] == key[2]:
             counts[f"skipped_same_text_{pair['origin']}"] += 1
         elif key in seen:
             counts["skipped_repeated_pair"] += 1

@@ -65,10 +65,13 @@ def _drop_quantization_config(config_json: Path) -> None:
     config_json.write_text(json.dumps(config, indent=2))
 
 
-def tiny_llama(dir: str | os.PathLike, *, layers: int = 2, hidden: int = 64, seed: int = 0) -> Path:
+def tiny_llama(dir: str | os.PathLike, *, layers: int = 2, hidden: int = 64, seed: int = 0,
+               tie_embeddings: bool = True) -> Path:
     """A tiny random Llama with the packaged model's tokenizer (and chat template), for tests.
 
-    Every linear layer's output size is a multiple of 32, as bitsandbytes' CPU kernels require.
+    Every linear layer's output size is a multiple of 32, as bitsandbytes' CPU kernels require. With
+    tied embeddings its greedy answer repeats the last prompt token (a newline: an empty answer);
+    `tie_embeddings=False` gives it random, non-empty answers.
     """
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
@@ -79,7 +82,7 @@ def tiny_llama(dir: str | os.PathLike, *, layers: int = 2, hidden: int = 64, see
     tokenizer = _packaged_tokenizer()
     config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=hidden, intermediate_size=hidden * 2,
                          num_hidden_layers=layers, num_attention_heads=4, num_key_value_heads=2,
-                         max_position_embeddings=2048, tie_word_embeddings=True,
+                         max_position_embeddings=2048, tie_word_embeddings=tie_embeddings,
                          bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
                          pad_token_id=tokenizer.pad_token_id)
     torch.manual_seed(seed)

@@ -23,7 +23,7 @@ from typing import Callable
 import polars as pl
 
 from seedloop.core.tables import read_table, write_table
-from seedloop.loop import reviewer, steps
+from seedloop.loop import preference, reviewer, steps
 from seedloop.loop.manifest import Manifest, file_hash, value_hash
 from seedloop.loop.workspace import Workspace, load_config
 
@@ -210,19 +210,26 @@ def summary(r: Round) -> dict:
 
 def train_step(r: Round) -> None:
     """Train this round's student (a classifier or a generator, steps.plan_training), warm-started from
-    the promoted model of the same kind; a re-run on the same inputs resumes or skips."""
+    the promoted model of the same kind; a re-run on the same inputs resumes or skips. With
+    train.objective dpo or sft+dpo, DPO on the round's preference pairs follows (loop/preference.py)."""
     prev = promoted_adapter(r.ws, before=r.number)
     plan, warm, notes = steps.plan_training(r.config, r.path("train.parquet"), prev, str(r.ws.config_path))
-    inputs = value_hash([file_hash(r.path("train.parquet")), file_hash(warm / "adapter_model.safetensors")
-                         if warm else None, plan.settings, plan.base])
-    r.step("train", inputs, ["adapter/metrics.json", "adapter/adapter_model.safetensors"], train_student,
-           r, inputs, plan, warm, notes,
-           doing=f" {plan.task} on {plan.base} ({notes['why']})" + (f", warm start from {warm}" if warm else ""))
+    objective = preference.objective_for_round(r, plan.task)
+    if objective != "dpo":
+        out = "sft" if objective == "sft+dpo" else "adapter"   # the round's model is always adapter/
+        inputs = value_hash([file_hash(r.path("train.parquet")), file_hash(warm / "adapter_model.safetensors")
+                             if warm else None, plan.settings, plan.base])
+        r.step("train", inputs, [f"{out}/metrics.json", f"{out}/adapter_model.safetensors"], train_student,
+               r, inputs, plan, warm, notes, out,
+               doing=f" {plan.task} on {plan.base} ({notes['why']})" + (f", warm start from {warm}" if warm else ""))
+    if objective != "sft":
+        start = r.path("sft") if objective == "sft+dpo" else warm
+        preference.dpo_step(r, plan.base, start, plan.settings.get("four_bit", True), notes)
 
 
-def train_student(r: Round, inputs: str, plan, warm: Path | None, notes: dict) -> dict:
-    """The train step: `plan` run into adapter/, resuming a run begun on the same inputs."""
-    out = r.path("adapter")
+def train_student(r: Round, inputs: str, plan, warm: Path | None, notes: dict, out_name: str = "adapter") -> dict:
+    """The train step: `plan` run into OUT_NAME/, resuming a run begun on the same inputs."""
+    out = r.path(out_name)
     if not r.manifest.started("train", inputs) and out.exists():
         shutil.rmtree(out)   # a run on other inputs: its checkpoints must not be resumed
     metrics = plan.run(out, init_adapter=warm, resume=True)

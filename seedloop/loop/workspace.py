@@ -42,7 +42,8 @@ DEFAULTS: dict[str, Any] = {
     "teacher": "local",
     "generate": {"method": "self-instruct", "n": 60, "concurrency": 4, "seed": 0, "max_cost": None},
     "curate": {"threshold": 0.95, "judge": None, "min_score": None},
-    "train": {"task": "auto", "base": "auto", "config": "auto", "overrides": {}, "unreviewed": "include"},
+    "train": {"task": "auto", "base": "auto", "config": "auto", "overrides": {}, "unreviewed": "include",
+              "objective": "sft", "dpo": {}},
     "promote": {"metric": "auto", "tolerance": 0.0},
     "select": {"k": 12, "strategy": "mnlp", "diversity": True, "pool_factor": 3.0, "max_new_tokens": 48},
     "label_studio": {"project": None, "url": None},
@@ -52,6 +53,7 @@ CHOICES = {
     ("generate", "method"): ("self-instruct", "evol-instruct"),
     ("train", "task"): ("auto", "classification", "generation"),
     ("train", "unreviewed"): ("include", "exclude"),
+    ("train", "objective"): ("sft", "dpo", "sft+dpo"),
     ("promote", "metric"): ("auto", "eval_loss", "accuracy", "rouge_l"),
     ("select", "strategy"): ("mnlp", "entropy", "disagreement", "label_entropy", "margin", "random"),
 }
@@ -104,6 +106,9 @@ train:
   config: {config}                  # auto (classifier | lora) | qlora | lora | smoke | classifier | PATH.yaml
   overrides: {overrides}                 # keys of train/configs/qlora.yaml or classifier.yaml, e.g. {{epochs: 2}}
   unreviewed: {unreviewed}           # include | exclude pool rows no reviewer has decided on yet
+  objective: sft                # sft | dpo | sft+dpo (generators): DPO on the pairs reviewers' edits and rejections
+                                # make (rounds/NNN/pairs.parquet); a round without pairs trains with SFT
+  dpo: {{}}                       # keys of train/configs/dpo.yaml, e.g. {{beta: 0.1, lr: 5.0e-5}}
 promote:
   metric: auto                  # auto (classifier: accuracy, generator: eval_loss) | eval_loss | accuracy | rouge_l
   tolerance: 0.0                # promote the new adapter unless it is worse than the last by more than this
@@ -207,7 +212,7 @@ def _merge(defaults: dict, data: dict, prefix: tuple[str, ...], errors: list[str
             errors.append(unknown_key(str(key), defaults, prefix))
             continue
         default = defaults[key]
-        if isinstance(default, dict) and path != ("train", "overrides"):
+        if isinstance(default, dict) and path not in (("train", "overrides"), ("train", "dpo")):
             if isinstance(value, dict):
                 out[key] = _merge(default, value, path, errors)
             else:
@@ -270,6 +275,12 @@ def _train_errors(train: dict) -> list[str]:
     overrides = train.get("overrides")
     if not isinstance(overrides, dict):
         return [f"'train.overrides' should be a mapping of trainer settings, found {overrides!r}"]
+    if train["objective"] != "sft":
+        if train["task"] == "classification":
+            return [f"'train.objective' {train['objective']} trains generators, but 'train.task' is classification"]
+        dpo_errors = _dpo_errors(train.get("dpo"))
+        if dpo_errors:
+            return dpo_errors
     fits, problems = config_tasks(train)
     if not fits:
         return ["'train.config': " + "; ".join(problems)]
@@ -283,6 +294,19 @@ def _train_errors(train: dict) -> list[str]:
         else:
             errors += _override_errors(train["config"], fits, str(key), value)
     return list(dict.fromkeys(errors))   # both recipes may say the same thing
+
+
+def _dpo_errors(settings: Any) -> list[str]:
+    """`train.dpo`, checked by the DPO recipe's rules (train/configs/dpo.yaml)."""
+    from train.config import resolve
+
+    if not isinstance(settings, dict):
+        return [f"'train.dpo' should be a mapping of DPO settings, found {settings!r}"]
+    try:
+        resolve(None, [], recipe="dpo", **settings)
+    except ConfigError as exc:
+        return [f"'train.dpo': {str(exc).removeprefix('option: ')}"]
+    return []
 
 
 def _other_recipe(key: str, fits: list[str]) -> str:

@@ -30,6 +30,7 @@ def first_round() -> pl.DataFrame:
         reviewed("Cancel a transfer", "Transfers cannot be undone.", "rejected", who="bob@x"),
         reviewed("Where is my refund?", "Refunds take 5 days.", "rejected", who="ann@x"),
         reviewed("Edited without original", "Something.", "edited", original=None),
+        reviewed("Edited from nothing", "Something.", "edited", original="  "),
         new_record("Not reviewed yet", "", "Pending answer."),
     ])
 
@@ -47,6 +48,7 @@ def test_edits_give_edit_over_original_with_lineage():
     assert edit[0]["prompt"] == [{"role": "user", "content": "Reset my PIN"}]
     assert edit[0]["reviewer"] == "ann@x" and edit[0]["round"] == 1
     assert counts["skipped_same_text_edit"] == 1 and counts["skipped_edit_without_original"] == 1
+    assert counts["skipped_empty_answer_edit"] == 1
     # a rejection whose prompt has no good answer in the tables gives no pair yet
     assert counts["skipped_rejected_without_answer"] == 2 and counts["rejection"] == 0
 
@@ -60,7 +62,7 @@ def test_rejection_pairs_with_the_accepted_answer_from_another_table():
     assert rej[0]["reviewer"] == "bob@x"   # who rejected it
     assert rej[0]["chosen_id"] == rej[0]["rejected_id"] == rej[0]["id"]   # ids hash the prompt
     assert counts == {"edit": 1, "rejection": 1, "skipped_same_text_edit": 1, "skipped_edit_without_original": 1,
-                      "skipped_rejected_without_answer": 1}
+                      "skipped_empty_answer_edit": 1, "skipped_rejected_without_answer": 1}
     # the same tables twice add no pair: the edit again (1), and the rejection from each copy of the two
     # rows against each copy of the accepted answer (4, one kept)
     again, counts = build_pairs(pl.concat([both, both], how="diagonal_relaxed"))
