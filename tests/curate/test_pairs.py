@@ -129,3 +129,18 @@ def test_bad_pair_files_are_named(tmp_path):
     with pytest.raises(InputError) as err:
         read_pairs(path)
     assert err.value.field == "chosen"
+
+
+def test_cli_hf_dataset_has_a_card_of_the_pairs(tmp_path):
+    import datasets
+    from huggingface_hub import DatasetCard
+
+    write_table(pl.concat([first_round(), second_round()], how="diagonal_relaxed"), tmp_path / "r.parquet")
+    folder = tmp_path / "pairs_ds"
+    result = CliRunner().invoke(app, ["pairs", str(tmp_path / "r.parquet"), "--out", str(tmp_path / "p.parquet"),
+                                      "--hf-dataset", str(folder), "--license", "cc-by-4.0"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert datasets.load_from_disk(str(folder)).num_rows == 2
+    card = DatasetCard.load(folder / "README.md")
+    assert card.data.license == "cc-by-4.0" and "dpo" in card.data.tags
+    assert "| edit | 1 |" in card.text and "| rejection | 1 |" in card.text
