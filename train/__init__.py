@@ -32,6 +32,11 @@ The public surface other stages use (names load lazily: `import train` does not 
     tiny_llama(dir) -> Path: a 2-layer random Llama with the packaged tokenizer, for tests
     resolve_config(config=None, overrides=(), **options) -> dict: YAML + key=value, validated
 
+DPO (train/dpo.py), on preference pairs (`seedloop pairs`; curate.read_pairs):
+    train_dpo(pairs, base="local", out=..., init_adapter=None, **settings) -> metrics
+        TRL's DPOTrainer on the same 4-bit base and LoRA as SFT; the starting adapter is the reference;
+        settings are the keys of train/configs/dpo.yaml; metrics hold the held-out margin before/after.
+
 Classifier students (train/classifier*.py), for tables whose outputs come from a small label set:
     train_classifier(data, base="minilm", out=..., labels=None, init_adapter=None, **settings) -> metrics
         LoRA and a label head on an encoder (mean pooling) or a causal LM (4-bit, SEQ_CLS);
@@ -60,6 +65,7 @@ _EXPORTS = {
     "load_classifier": "train.classifier_model", "is_classifier": "train.classifier_model",
     "Classifier": "train.classifier_model",
     "pick_task": "train.task", "plan_training": "train.task", "detect_labels": "train.task",
+    "train_dpo": "train.dpo",
 }
 _RENAMED = {"resolve_config": ("train.config", "resolve")}
 

@@ -47,7 +47,8 @@ def generate(
     max_retries: int = typer.Option(5, min=0, help="Retries of a failed request (429, 5xx, timeouts)."),
     max_cost: float = typer.Option(None, min=0, help="Stop before this job's spend (USD) would pass this."),
     prices: Path = typer.Option(None, help="YAML price table merged over the built-in one."),
-    cache: Path = typer.Option(None, help="Request cache and ledger (default $SEEDLOOP_CACHE or .seedloop/cache.sqlite)."),
+    cache: Path = typer.Option(None, help="Request cache and ledger (default $SEEDLOOP_CACHE or "
+                               ".seedloop/cache.sqlite)."),
     seed: int = typer.Option(0, min=0, help="Random seed: the same seed and settings give the same requests."),
     temperature: float = typer.Option(0.7, min=0, max=2, help="Teacher sampling temperature."),
     classify: str = typer.Option("auto", help="Self-Instruct: how classification tasks are spotted: "
@@ -81,15 +82,22 @@ def generate(
                               job=f"generate:{out_path.resolve()}", method=method, limits=limits,
                               prices=price_table, max_cost=max_cost, seed=seed,
                               progress=progress.counter("generating", n), **options)
+    settings = {"teacher": teacher, "method": method, "n": n, "seed": seed, **options,
+                **({"max_cost_usd": max_cost} if max_cost is not None else {})}
+    _write(result, out_path, drops=drops, hf_dataset=hf_dataset, settings=settings, license=license,
+           sources=[seeds.name], max_cost=max_cost)
+
+
+def _write(result, out_path: Path, *, drops: Path | None, hf_dataset: Path | None, settings: dict, license: str,
+           sources: list[str], max_cost: float | None) -> None:
+    """The records (and drops, and a datasets folder with its card), then the summary; nothing when empty."""
     _refuse_empty(result, max_cost)
     write_table(result.records, out_path)
     if drops:
         write_table(result.drops, drops)
     if hf_dataset:
-        settings = {"teacher": teacher, "method": method, "n": n, "seed": seed, **options,
-                    **({"max_cost_usd": max_cost} if max_cost is not None else {})}
         export_hf(result.records, hf_dataset, stage="generate", settings=settings, drops=result.drop_counts,
-                  license=license, sources=[seeds.name])
+                  license=license, sources=sources)
     _summary(result, out_path)
 
 

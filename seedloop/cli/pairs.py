@@ -10,7 +10,7 @@ import polars as pl
 import typer
 from rich.table import Table
 
-from seedloop.cli.common import check_table_paths, console, handle_errors
+from seedloop.cli.common import HF_DATASET, LICENSE, check_table_paths, console, handle_errors
 from seedloop.core.atomic import write_text
 from seedloop.core.errors import InputError
 from seedloop.core.tables import export_hf, read_table, write_table
@@ -23,11 +23,10 @@ def pairs(
     out_path: Path = typer.Option(..., "--out", help="Where to write the pairs: .parquet or .jsonl."),
     trl: Path = typer.Option(None, "--trl", help="Also write TRL's conversational preference format (.jsonl): "
                              "prompt turns, chosen and rejected assistant turns."),
-    hf_dataset: Path = typer.Option(None, help="Also save the pairs as a Hugging Face `datasets` folder."),
+    hf_dataset: Path = HF_DATASET,
     min_gap: float = typer.Option(None, min=0, help="Also pair judged answers to one prompt: the best against the "
                                   "worst when their judge scores (1-5) differ by this much or more."),
-    license: str = typer.Option(None, "--license", help="Licence of the data, for the dataset card (an SPDX id "
-                                "such as cc-by-4.0)."),
+    license: str = LICENSE,
 ) -> None:
     """Preference pairs from review: an edit (chosen) against the answer it replaced (rejected); a
     rejected answer against an accepted or edited answer to the same prompt in any of the tables; and,
@@ -47,8 +46,9 @@ def pairs(
     if trl is not None:
         write_text(trl, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in trl_rows(found)))
     if hf_dataset is not None:
+        skipped = {k.removeprefix("skipped_"): v for k, v in counts.items() if k.startswith("skipped_")}
         export_hf(found, hf_dataset, stage="pairs", license=license, sources=[str(p) for p in reviewed],
-                  settings={"min_gap": min_gap})
+                  settings={"min_gap": min_gap}, drops=skipped)
     _summary(found.height, counts, out_path)
 
 
