@@ -13,6 +13,7 @@ import polars as pl
 from seedloop.core.errors import ConfigError
 from seedloop.core.record import drop_table, make_id, to_frame
 from synth.cache import RequestCache
+from synth.conversations import MultiTurnGenerator
 from synth.engine import Limits, Stats, TeacherClient
 from synth.evol_instruct import EvolInstructGenerator
 from synth.prices import PriceTable
@@ -36,15 +37,21 @@ class GenerateResult:
 
 
 async def generate_async(seeds: pl.DataFrame, client: TeacherClient, *, n: int, method: str = "self-instruct",
-                         window: int | None = None, seed: int = 0, threshold: float = 0.7,
+                         window: int | None = None, seed: int = 0, threshold: float = 0.7, turns: int = 1,
                          progress: Callable[[int], None] | None = None, **method_options) -> GenerateResult:
     if method not in METHODS:
         raise ConfigError(f"unknown method '{method}': expected one of {', '.join(METHODS)}")
     if n < 1:
         raise ConfigError(f"--n must be at least 1, got {n}")
+    if turns < 1:
+        raise ConfigError(f"--turns must be at least 1, got {turns}")
     generator = METHODS[method](client, seeds.to_dicts(), **method_options)
+    if turns > 1:   # the method's records become conversations (synth/conversations.py)
+        generator = MultiTurnGenerator(generator, client, seeds.to_dicts(), turns=turns,
+                                       temperature=method_options.get("temperature", 0.7))
     slots = OrderedSlots(want=n, window=window or client.limits.concurrency, seed=seed,
-                         known_texts=generator.known_texts(), threshold=threshold, progress=progress)
+                         known_texts=generator.known_texts(), threshold=threshold, progress=progress,
+                         lanes=generator.lanes() if turns > 1 else None)
     outcome = await slots.run(generator)
     drops = drop_table(_as_row(d) for d in outcome.drops)
     return GenerateResult(records=to_frame(outcome.records), drops=drops,
@@ -57,7 +64,7 @@ def _as_row(d: dict) -> dict:
     """A generation drop as a drop-table row. The dropped text is the candidate instruction, or the
     answer when the stage is `instance` or `response` (then `instruction` says what it answered);
     near-duplicate and evolution facts go into the detail."""
-    answer = d.get("stage") in ("instance", "response")
+    answer = d.get("stage") in ("instance", "response") or (d.get("stage") == "turn" and "instruction" in d)
     row = {"instruction": d.get("instruction") if answer else d.get("text"), "input": d.get("input"),
            "output": d.get("output", d.get("text")) if answer or "output" in d else None,
            "source": "generated", "reason": d["reason"], "stage": d.get("stage")}

@@ -7,7 +7,8 @@ function of (seeds, settings) alone, whatever order responses arrive in:
 1. Slot i starts only when slots 0..i-W are done (W = window), and it sees exactly their records
    as its exemplar pool. Its prompts are therefore the same on every run, so a re-run finds them
    in the request cache and pays for nothing twice.
-2. Near-duplicate admission (`SlotContext.admit`) happens strictly in slot order.
+2. Near-duplicate admission (`SlotContext.admit`) happens strictly in slot order, in each lane
+   (instructions; whole conversations when `--turns` asks for them).
 3. The output is the first `want` records of the done prefix (slots 0..k all finished), in slot order.
 
 When the budget runs out, no slot is launched any more, the ones in flight keep what they could
@@ -49,38 +50,56 @@ class SlotContext:
         self.index = index
         self.view = view  # records of slots 0..index-W, in slot order
         self.rng = random.Random(f"{sched.seed}:{index}")
-        self.committed = False
+        self.committed: set[str] = set()   # the admission lanes this slot has taken its turn in
 
     def request_seed(self) -> int:
         return self.rng.randrange(2**31)
 
-    async def admit(self, texts: list[str]) -> list[Admission]:
-        """In slot order: keep each text unless ROUGE-L-close to anything admitted before it."""
-        s = self._sched
+    async def admit(self, texts: list[str], lane: str = "instruction") -> list[Admission]:
+        """In slot order: keep each text unless ROUGE-L-close to anything admitted before it in `lane`
+        (instructions; whole conversations for multi-turn generation). One turn per slot and lane."""
+        s, queue = self._sched, self._sched.lanes[lane]
         async with s._turn:
-            await s._turn.wait_for(lambda: s._committed == self.index)
-            out = []
-            for text in texts:
-                hit = s.novelty.nearest(text)
-                if hit is None:
-                    s.novelty.add(text)
-                    s._novelty_texts.append(text)
-                    out.append(Admission(text, True))
-                else:
-                    out.append(Admission(text, False, s._novelty_texts[hit[0]], round(hit[1], 4)))
-            self._commit_locked()
+            await s._turn.wait_for(lambda: queue.committed == self.index)
+            out = [queue.admit(text) for text in texts]
+            self._commit_locked(lane)
             return out
 
-    async def skip_turn(self) -> None:
+    async def skip_turns(self) -> None:
+        """Take, without admitting anything, each turn this slot has not taken, in lane order."""
         s = self._sched
-        async with s._turn:
-            await s._turn.wait_for(lambda: s._committed == self.index)
-            self._commit_locked()
+        for lane, queue in s.lanes.items():
+            if lane in self.committed:
+                continue
+            async with s._turn:
+                await s._turn.wait_for(lambda: queue.committed == self.index)
+                self._commit_locked(lane)
 
-    def _commit_locked(self) -> None:
-        self.committed = True
-        self._sched._committed += 1
+    def _commit_locked(self, lane: str) -> None:
+        self.committed.add(lane)
+        self._sched.lanes[lane].committed += 1
         self._sched._turn.notify_all()
+
+
+class _Lane:
+    """One kind of text admitted in slot order, with its own novelty index (seeded with known texts)."""
+
+    def __init__(self, threshold: float, known: list[str]):
+        self.index = RougeNoveltyIndex(threshold)
+        self.texts: list[str] = []
+        self.committed = 0   # slots that have taken their turn here
+        for text in known:  # seeds: generated texts must differ from them too
+            if self.index.nearest(text) is None:
+                self.index.add(text)
+                self.texts.append(text)
+
+    def admit(self, text: str) -> Admission:
+        hit = self.index.nearest(text)
+        if hit is None:
+            self.index.add(text)
+            self.texts.append(text)
+            return Admission(text, True)
+        return Admission(text, False, self.texts[hit[0]], round(hit[1], 4))
 
 
 SlotFn = Callable[[SlotContext], Awaitable[SlotResult]]
@@ -98,18 +117,14 @@ class Outcome:
 class OrderedSlots:
     def __init__(self, *, want: int, window: int, seed: int, known_texts: list[str],
                  max_slots: int | None = None, stall: int = 20, threshold: float = 0.7,
-                 progress: Callable[[int], None] | None = None):
+                 progress: Callable[[int], None] | None = None, lanes: dict[str, list[str]] | None = None):
         self.want, self.window, self.seed = want, max(1, window), seed
         self.max_slots = max_slots or max(50, 20 * want)
         self.stall = stall  # give up after this many slots in a row yield nothing
-        self.novelty = RougeNoveltyIndex(threshold)
-        self._novelty_texts: list[str] = []
-        for text in known_texts:  # seeds: generated texts must differ from them too
-            if self.novelty.nearest(text) is None:
-                self.novelty.add(text)
-                self._novelty_texts.append(text)
+        # admission lanes: instructions always; others (whole conversations) when a method asks
+        self.lanes = {name: _Lane(threshold, known) for name, known in
+                      {"instruction": known_texts, **(lanes or {})}.items()}
         self._turn = asyncio.Condition()
-        self._committed = 0
         self.progress = progress
 
     async def run(self, slot_fn: SlotFn) -> Outcome:
@@ -145,8 +160,8 @@ class OrderedSlots:
         return launched
 
     async def _run_slot(self, slot_fn: SlotFn, i: int, view: list[dict]) -> SlotResult | BaseException:
-        """One slot's result, or the fatal error it raised. A slot that did not take its admission turn
-        (rule 2) skips it, so the slots after it are not kept waiting."""
+        """One slot's result, or the fatal error it raised. A slot that did not take its admission turns
+        (rule 2) skips them, so the slots after it are not kept waiting."""
         ctx = SlotContext(self, i, view)
         try:
             result: SlotResult | BaseException = await slot_fn(ctx)
@@ -156,8 +171,7 @@ class OrderedSlots:
             result = SlotResult(budget=str(exc))
         except Exception as exc:  # fatal, raised by _collect
             result = exc
-        if not ctx.committed:
-            await ctx.skip_turn()
+        await ctx.skip_turns()
         return result
 
     @staticmethod

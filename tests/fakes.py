@@ -66,6 +66,8 @@ def answer_for(prompt: str, rng: random.Random) -> str:
         return "No"
     if "classification task" in prompt or "Class label:" in prompt.splitlines()[-1:]:
         return f"Class label: {rng.choice(WORDS)}\nInput: {' '.join(rng.sample(WORDS, 8))}"
+    if "Write only the user's next message" in prompt:     # prompts/conversation/user_turn.yaml
+        return f"User: And how do I {rng.choice(VERBS)} the {' '.join(rng.sample(WORDS, 5))}?\nAssistant: Sure"
     if "example for each task" in prompt:
         return f"Input: none\nOutput: {' '.join(rng.sample(WORDS, 20)).capitalize()}."
     return " ".join(rng.sample(WORDS, 25)).capitalize() + "."

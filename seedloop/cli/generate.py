@@ -29,6 +29,9 @@ from synth.prices import PriceTable
 from synth.seeds import load_seeds
 from synth.teachers import make_teacher
 
+TURNS = typer.Option(1, "--turns", min=1, help="Write conversations of this many user turns (as `messages`): the "
+                     "teacher writes each next user message in the seeds' domain and persona, then answers it.")
+
 
 @handle_errors
 def generate(
@@ -53,6 +56,7 @@ def generate(
     temperature: float = typer.Option(0.7, min=0, max=2, help="Teacher sampling temperature."),
     classify: str = typer.Option("auto", help="Self-Instruct: how classification tasks are spotted: "
                                  "auto (rule for local teachers, else teacher) | rule | teacher."),
+    turns: int = TURNS,
     hf_dataset: Path = HF_DATASET,
     license: str = LICENSE,
     drops: Path = typer.Option(None, help="Also write the dropped candidates with their reasons (.parquet/.jsonl)."),
@@ -76,7 +80,8 @@ def generate(
     console.print(f"[bold]seedloop generate[/] {len(seed_df)} seeds from {seeds} -> {n} records, "
                   f"teacher {teacher}, method {method}" + (f", on Ray ({teacher_obj!r})" if executor == "ray" else ""),
                   highlight=False)
-    options = {"temperature": temperature, **({"classify": classify} if method == "self-instruct" else {})}
+    options = {"temperature": temperature, **({"classify": classify} if method == "self-instruct" else {}),
+               **({"turns": turns} if turns > 1 else {})}
     with StepProgress() as progress:
         result = run_generate(seed_df, n=n, teacher=teacher_obj, cache=cache or default_cache(),
                               job=f"generate:{out_path.resolve()}", method=method, limits=limits,
