@@ -7,13 +7,16 @@ and by job. Schema changes are append-only numbered migrations (`PRAGMA user_ver
 have run; see seedloop/core/sqlite.py). Rows of API teachers written before the endpoint joined the key
 stay in the ledger, but no request matches them again (in-process teachers have no endpoint, and
 their keys did not change).
+
+The `runs` table says what each `generate` run produced (records, and the requests its slots made, sent
+or answered from here): the measured yield that the cost estimate (synth/estimate.py) divides by.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass
 from pathlib import Path
 
 from seedloop.core.sqlite import open_db
@@ -38,6 +41,21 @@ MIGRATIONS = [
     """,
     # which server answered ('' for an in-process model, and for rows written before this column)
     "ALTER TABLE requests ADD COLUMN endpoint TEXT NOT NULL DEFAULT ''",
+    # what each generate run produced, for the estimate of the next one
+    """
+    CREATE TABLE runs (
+        job TEXT NOT NULL,
+        method TEXT NOT NULL,
+        turns INTEGER NOT NULL,
+        teacher TEXT NOT NULL,
+        records INTEGER NOT NULL,
+        requests INTEGER NOT NULL,
+        sent INTEGER NOT NULL,
+        output_tokens INTEGER NOT NULL,
+        created_at TEXT NOT NULL
+    );
+    CREATE INDEX runs_method ON runs (method, teacher);
+    """,
 ]
 
 
@@ -48,6 +66,19 @@ class LedgerRow:
     input_tokens: int
     output_tokens: int
     cost: float
+
+
+@dataclass(frozen=True)
+class RunRow:
+    """One generate run: records kept, requests its slots made (sent or cached), and the sent ones' output."""
+    job: str
+    method: str
+    turns: int
+    teacher: str
+    records: int
+    requests: int
+    sent: int
+    output_tokens: int
 
 
 class RequestCache:
@@ -80,6 +111,20 @@ class RequestCache:
             f"SELECT provider || ':' || model, COUNT(*), SUM(input_tokens), SUM(output_tokens), SUM(cost) "
             f"FROM requests {where} GROUP BY 1 ORDER BY 5 DESC, 1", args).fetchall()
         return [LedgerRow(*r) for r in rows]
+
+    def record_run(self, run: RunRow) -> None:
+        self._db.execute(
+            "INSERT INTO runs (job, method, turns, teacher, records, requests, sent, output_tokens, created_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (*astuple(run), dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")))
+
+    def runs(self, method: str, teacher: str, turns: int = 1) -> list[RunRow]:
+        """The latest run of each job with this method, teacher and turns (a re-run replaces its job's figures)."""
+        rows = self._db.execute(
+            "SELECT job, method, turns, teacher, records, requests, sent, output_tokens FROM runs WHERE rowid IN "
+            "(SELECT MAX(rowid) FROM runs WHERE method = ? AND teacher = ? AND turns = ? GROUP BY job) ORDER BY rowid",
+            (method, teacher, turns)).fetchall()
+        return [RunRow(*r) for r in rows]
 
     def jobs(self) -> list[str]:
         return [r[0] for r in self._db.execute("SELECT DISTINCT job FROM requests ORDER BY 1")]

@@ -31,6 +31,7 @@ IN_DEPTH = {
 OPERATIONS = (*IN_DEPTH, "breadth")
 _LEAKED = re.compile(r"given prompt|rewritten prompt|created prompt|#\s*\w+\s*prompt\s*#|more complex version", re.I)
 NO_GAIN_ROUGE = 0.9
+EVOLVE_MAX_TOKENS = 200   # a rewritten prompt; the cost estimate (synth/estimate.py) reads it too
 
 
 class EvolInstructGenerator:
@@ -56,7 +57,7 @@ class EvolInstructGenerator:
         values = {"instruction": parent["instruction"]}
         if op != "breadth":
             values["method"] = IN_DEPTH[op]
-        reply = await self.client.complete(ChatRequest.of(template.render(**values), max_tokens=200,
+        reply = await self.client.complete(ChatRequest.of(template.render(**values), max_tokens=EVOLVE_MAX_TOKENS,
                                                           temperature=self.temperature, seed=evolve_seed))
         evolved = parse.single_prompt(reply.text)
         result = SlotResult()

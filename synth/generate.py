@@ -12,7 +12,7 @@ import polars as pl
 
 from seedloop.core.errors import ConfigError
 from seedloop.core.record import drop_table, make_id, to_frame
-from synth.cache import RequestCache
+from synth.cache import RequestCache, RunRow
 from synth.conversations import MultiTurnGenerator
 from synth.engine import Limits, Stats, TeacherClient
 from synth.evol_instruct import EvolInstructGenerator
@@ -78,7 +78,8 @@ def run_generate(seeds: pl.DataFrame, *, n: int, teacher: Teacher, cache: str | 
                  method: str = "self-instruct", limits: Limits | None = None, prices: PriceTable | None = None,
                  max_cost: float | None = None, seed: int = 0, window: int | None = None,
                  progress: Callable[[int], None] | None = None, **method_options) -> GenerateResult:
-    """Synchronous entry point: opens the cache, runs the teacher through a client, closes both."""
+    """Synchronous entry point: opens the cache, runs the teacher through a client, closes both; the run's
+    records and requests go into the cache's `runs`, the measured yield of the next estimate."""
     store = RequestCache(cache)
 
     async def main() -> GenerateResult:
@@ -90,6 +91,10 @@ def run_generate(seeds: pl.DataFrame, *, n: int, teacher: Teacher, cache: str | 
             await teacher.aclose()
 
     try:
-        return asyncio.run(main())
+        result = asyncio.run(main())
+        s, label = result.stats, method + ("+schema" if method_options.get("schema") else "")  # asks more
+        store.record_run(RunRow(job, label, method_options.get("turns", 1), teacher.spec, result.records.height,
+                                s.sent + s.cached, s.sent, s.output_tokens))
+        return result
     finally:
         store.close()

@@ -19,6 +19,7 @@ from seedloop.cli.common import (
     more_than,
     out,
 )
+from seedloop.cli.estimate import DRY_RUN, show_estimate
 from seedloop.core.errors import ConfigError, InputError, TeacherError
 from seedloop.core.tables import export_hf, write_table
 from seedloop.executors import check_executor
@@ -50,6 +51,7 @@ def generate(
     max_retries: int = typer.Option(5, min=0, help="Retries of a failed request (429, 5xx, timeouts)."),
     max_cost: float = typer.Option(None, min=0, help="Stop before this job's spend (USD) would pass this."),
     prices: Path = typer.Option(None, help="YAML price table merged over the built-in one."),
+    dry_run: bool = DRY_RUN,
     cache: Path = typer.Option(None, help="Request cache and ledger (default $SEEDLOOP_CACHE or "
                                ".seedloop/cache.sqlite)."),
     seed: int = typer.Option(0, min=0, help="Random seed: the same seed and settings give the same requests."),
@@ -66,14 +68,15 @@ def generate(
 ) -> None:
     """Expand a seed file into new instruction data with a teacher model.
 
-    Every request is cached: kill the run at any point and start it again, and it resumes without
-    paying for anything twice. Rows record their teacher, prompt template and parent ids.
-    """
+    Every request is cached: a killed run started again resumes without paying for anything twice. Rows record
+    their teacher, prompt template and parent ids. A paid run prints its estimate first; --dry-run only that."""
     check_table_paths({"--out": out_path, "--drops": drops})
     check_executor(executor, ray_address)
     seed_df = load_seeds(seeds, seed_format)
     price_table = PriceTable.load(prices)
-    teacher_obj = _teacher(teacher, base_url, executor, ray_address)
+    teacher_obj = None if dry_run else _teacher(teacher, base_url, executor, ray_address)   # a dry run needs none
+    show_estimate(seed_df, n=n, method=method, teacher=teacher, prices=price_table, cache=cache, dry_run=dry_run,
+                  classify=classify, seed=seed, window=concurrency, turns=turns, max_cost=max_cost)
     if max_cost is not None:
         price_table.require(teacher_obj.spec)
     limits = Limits(concurrency=concurrency, rpm=rpm, tpm=tpm, max_retries=max_retries)
