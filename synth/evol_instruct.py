@@ -20,6 +20,7 @@ from synth import parse
 from synth.engine import TeacherClient
 from synth.scheduler import SlotContext, SlotResult
 from synth.self_instruct import drop
+from synth.structured import OutputSchema, SchemaAnswers
 from synth.teachers.base import ChatRequest
 
 IN_DEPTH = {
@@ -38,8 +39,10 @@ class EvolInstructGenerator:
     name = "evol-instruct"
 
     def __init__(self, client: TeacherClient, seeds: list[dict], *, temperature: float = 0.7,
-                 max_tokens: int = 512):
+                 max_tokens: int = 512, schema: OutputSchema | None = None):
         self.client, self.temperature, self.max_tokens = client, temperature, max_tokens
+        # with a schema, the response is asked for under it (synth/structured.py)
+        self.structured = schema and SchemaAnswers(client, schema, temperature=temperature, max_tokens=max_tokens)
         self.seeds = seeds
         self.t_depth = load_template("evol_instruct/in_depth")
         self.t_breadth = load_template("evol_instruct/in_breadth")
@@ -73,17 +76,29 @@ class EvolInstructGenerator:
             return result
         # in-breadth prompts are new tasks; the parent's input belongs to in-depth rewrites only
         inp = "" if op == "breadth" else parent.get("input") or ""
-        answer = await self.client.complete(ChatRequest.of(
-            self.t_respond.render(instruction=evolved, input=inp), max_tokens=self.max_tokens,
-            temperature=self.temperature, seed=respond_seed))
-        reason = _failed_response(answer.text) or check_output(evolved, answer.text, truncated=answer.truncated)
-        if reason:
-            result.drops.append(drop(reason, answer.text, stage="response", operation=op, instruction=evolved))
+        output, failed = await self._respond(evolved, inp, respond_seed)
+        if failed:
+            result.drops.append({**failed, "stage": "response", "operation": op, "instruction": evolved})
             return result
+        respond_ref = self.structured.ref if self.structured else self.t_respond.ref
         result.records.append(new_record(
-            evolved, inp, answer.text.strip(), source="generated", parents=[parent["id"]],
-            teacher=self.client.spec, prompt=f"{template.ref}+{self.t_respond.ref}"))
+            evolved, inp, output, source="generated", parents=[parent["id"]],
+            teacher=self.client.spec, prompt=f"{template.ref}+{respond_ref}"))
         return result
+
+    async def _respond(self, instruction: str, inp: str, seed: int) -> tuple[str | None, dict | None]:
+        """(the response, None), or (None, the drop: reason, text and facts; the caller adds the stage)."""
+        if self.structured:
+            output, text, problem = await self.structured.answer(instruction, inp, seed)
+            if problem is not None:
+                return None, drop("schema_invalid", text, schema_error=problem)
+            reason = check_output(instruction, output)
+            return (None, drop(reason, output)) if reason else (output, None)
+        answer = await self.client.complete(ChatRequest.of(
+            self.t_respond.render(instruction=instruction, input=inp), max_tokens=self.max_tokens,
+            temperature=self.temperature, seed=seed))
+        reason = _failed_response(answer.text) or check_output(instruction, answer.text, truncated=answer.truncated)
+        return (None, drop(reason, answer.text)) if reason else (answer.text.strip(), None)
 
     @staticmethod
     def _failed_evolution(parent: str, evolved: str, truncated: bool) -> str | None:

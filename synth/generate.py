@@ -45,6 +45,8 @@ async def generate_async(seeds: pl.DataFrame, client: TeacherClient, *, n: int, 
         raise ConfigError(f"--n must be at least 1, got {n}")
     if turns < 1:
         raise ConfigError(f"--turns must be at least 1, got {turns}")
+    if turns > 1 and method_options.get("schema") is not None:   # later turns are answered as free text
+        raise ConfigError("--schema covers single-turn records only; it cannot be combined with --turns yet")
     generator = METHODS[method](client, seeds.to_dicts(), **method_options)
     if turns > 1:   # the method's records become conversations (synth/conversations.py)
         generator = MultiTurnGenerator(generator, client, seeds.to_dicts(), turns=turns,
@@ -63,13 +65,13 @@ async def generate_async(seeds: pl.DataFrame, client: TeacherClient, *, n: int, 
 def _as_row(d: dict) -> dict:
     """A generation drop as a drop-table row. The dropped text is the candidate instruction, or the
     answer when the stage is `instance` or `response` (then `instruction` says what it answered);
-    near-duplicate and evolution facts go into the detail."""
+    near-duplicate, evolution and schema-validation facts go into the detail."""
     answer = d.get("stage") in ("instance", "response") or (d.get("stage") == "turn" and "instruction" in d)
     row = {"instruction": d.get("instruction") if answer else d.get("text"), "input": d.get("input"),
            "output": d.get("output", d.get("text")) if answer or "output" in d else None,
            "source": "generated", "reason": d["reason"], "stage": d.get("stage")}
     facts = [f"{k} {d[k]:.3f}" if isinstance(d[k], float) else f"{k} {d[k]}"
-             for k in ("similar_to", "similarity", "operation", "parent") if d.get(k) is not None]
+             for k in ("similar_to", "similarity", "operation", "parent", "schema_error") if d.get(k) is not None]
     return {**row, "id": d.get("id") or make_id(row["instruction"] or "", row["input"] or ""),
             "detail": "; ".join(facts) or None}
 

@@ -23,6 +23,7 @@ from seedloop.core.record import new_record
 from synth import parse
 from synth.engine import TeacherClient
 from synth.scheduler import SlotContext, SlotResult
+from synth.structured import OutputSchema, SchemaAnswers
 from synth.teachers.base import ChatRequest
 
 CLASSIFICATION_RULE = re.compile(
@@ -42,7 +43,8 @@ class SelfInstructGenerator:
 
     def __init__(self, client: TeacherClient, seeds: list[dict], *, per_request: int = 8,
                  seed_examples: int = 6, generated_examples: int = 2, instance_examples: int = 2,
-                 temperature: float = 0.7, max_tokens: int = 384, classify: str = "auto"):
+                 temperature: float = 0.7, max_tokens: int = 384, classify: str = "auto",
+                 schema: OutputSchema | None = None):
         if classify not in CLASSIFY_MODES:
             raise ConfigError(f"classify must be one of {', '.join(CLASSIFY_MODES)}, got '{classify}'")
         if classify == "auto":  # small local teachers misjudge this question; API models answer it well
@@ -59,6 +61,8 @@ class SelfInstructGenerator:
         self.t_is_class = load_template("self_instruct/is_classification")
         self.t_inst = load_template("self_instruct/instances")
         self.t_inst_class = load_template("self_instruct/instances_classification")
+        # with a schema, the instance stage gives the inputs and the outputs are asked for apart (synth/structured.py)
+        self.structured = schema and SchemaAnswers(client, schema, temperature=temperature, max_tokens=max_tokens)
 
     def known_texts(self) -> list[str]:
         return [t for t, _ in self.tasks]
@@ -138,6 +142,9 @@ class SelfInstructGenerator:
         if not pairs:
             return [], [drop("unparseable_instance", reply.text, stage="instance", instruction=instruction)]
         records, drops = [], []
+        if self.structured:
+            pairs, drops = await self.structured.outputs(instruction, [inp for inp, _ in pairs], seed, stage="instance")
+        refs = f"{self.t_tasks.ref}+{template.ref}" + (f"+{self.structured.ref}" if self.structured else "")
         lineage = parents + [e["id"] for e in examples]
         for inp, out in pairs:
             reason = check_output(instruction, out, truncated=reply.truncated)
@@ -145,7 +152,7 @@ class SelfInstructGenerator:
                 drops.append(drop(reason, out, stage="instance", instruction=instruction, input=inp))
                 continue
             records.append(new_record(instruction, inp, out, source="generated", parents=lineage,
-                                      teacher=self.client.spec, prompt=f"{self.t_tasks.ref}+{template.ref}"))
+                                      teacher=self.client.spec, prompt=refs))
         return records, drops
 
 

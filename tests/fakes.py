@@ -5,6 +5,8 @@ request, and stand in for the Anthropic API (no network here).
 Answers are a pure function of the request body, so two runs against it can be compared row by row.
 They look like what the teacher prompts ask for: numbered task lists, Input/Output instances, and for
 the curate judge "Score: N / Reason: ..." (`judge_score` says which N, or no score, each response gets).
+A request under a JSON Schema (OpenAI `response_format` json_schema, Anthropic forced tool use) gets
+a value valid against it (`example_for`), or, while `FaultPlan.bad_json` lasts, one that is not.
 """
 
 from __future__ import annotations
@@ -73,6 +75,26 @@ def answer_for(prompt: str, rng: random.Random) -> str:
     return " ".join(rng.sample(WORDS, 25)).capitalize() + "."
 
 
+def example_for(schema: dict, rng: random.Random):
+    """A value valid against a small JSON Schema: const, enum, object (every property), array, string,
+    number, integer, boolean, null."""
+    if "const" in schema:
+        return schema["const"]
+    if "enum" in schema:
+        return rng.choice(schema["enum"])
+    kind = schema.get("type", "object" if "properties" in schema else "string")
+    kind = kind[0] if isinstance(kind, list) else kind
+    if kind == "object":
+        return {name: example_for(sub, rng) for name, sub in schema.get("properties", {}).items()}
+    if kind == "array":
+        return [example_for(schema.get("items", {}), rng) for _ in range(max(1, schema.get("minItems", 1)))]
+    if kind in ("integer", "number"):
+        return rng.randint(int(schema.get("minimum", 0)), int(schema.get("maximum", 100)))
+    if kind == "boolean":
+        return rng.random() < 0.5
+    return None if kind == "null" else " ".join(rng.sample(WORDS, 3))
+
+
 @dataclass
 class FaultPlan:
     """What the server does to the next requests: a queue of faults, then normal answers."""
@@ -80,6 +102,7 @@ class FaultPlan:
     retry_after: float = 1.0
     slow_seconds: float = 5.0
     latency: float = 0.0  # added to every normal answer
+    bad_json: int = 0  # the next N answers under a JSON Schema fail it: OpenAI's cut-off JSON, Anthropic's {}
 
 
 @dataclass
@@ -141,6 +164,14 @@ class FakeLLMServer:
     def bodies(self, outcome: str = "ok") -> list[str]:
         return [json.dumps(s.body, sort_keys=True) for s in self.seen if s.outcome == outcome]
 
+    def _bad_json(self) -> bool:
+        """Whether this answer under a schema should fail it (FaultPlan.bad_json)."""
+        with self._lock:
+            if self.plan.bad_json > 0:
+                self.plan.bad_json -= 1
+                return True
+        return False
+
     # -- handlers ------------------------------------------------------------------
     async def _fault(self, body: dict) -> web.Response | None:
         with self._lock:
@@ -177,6 +208,10 @@ class FakeLLMServer:
         try:
             prompt = "\n".join(m["content"] for m in body["messages"])
             text = answer_for(prompt, _rng(body))
+            fmt = body.get("response_format") or {}
+            if fmt.get("type") == "json_schema":
+                text = '{"answer": ' if self._bad_json() else json.dumps(example_for(fmt["json_schema"]["schema"],
+                                                                                      _rng(body)))
             self.seen.append(Seen(body, "ok", time.monotonic()))
             return web.json_response({
                 "id": "chatcmpl-fake", "object": "chat.completion", "created": int(time.time()),
@@ -206,10 +241,16 @@ class FakeLLMServer:
             text = answer_for(prompt, _rng(body))
             if body["messages"][-1]["role"] == "assistant":  # a prefill: continue after it
                 text = text.split(":", 1)[1] if ":" in text else text
+            content, stop = [{"type": "text", "text": text}], "end_turn"
+            if (body.get("tool_choice") or {}).get("type") == "tool":   # forced tool use: its input is the answer
+                tool = next(t for t in body["tools"] if t["name"] == body["tool_choice"]["name"])
+                value = {} if self._bad_json() else example_for(tool["input_schema"], _rng(body))
+                content = [{"type": "tool_use", "id": "toolu_fake", "name": tool["name"], "input": value}]
+                stop = "tool_use"
             self.seen.append(Seen(body, "ok", time.monotonic()))
             return web.json_response({
                 "id": "msg_fake", "type": "message", "role": "assistant", "model": body["model"],
-                "content": [{"type": "text", "text": text}], "stop_reason": "end_turn", "stop_sequence": None,
+                "content": content, "stop_reason": stop, "stop_sequence": None,
                 "usage": {"input_tokens": len(prompt) // 4, "output_tokens": len(text) // 4},
             })
         finally:

@@ -147,6 +147,18 @@ LICENSE = typer.Option("unknown", "--license", callback=_license_id,
                        "teacher's terms).")
 
 
+@handle_errors   # it runs while the options are parsed, before the command and its own handle_errors
+def _output_schema(path: Path | None):
+    from synth.structured import load_schema
+
+    return load_schema(path) if path else None
+
+
+SCHEMA = typer.Option(None, "--schema", callback=_output_schema, help="JSON Schema file: every output is JSON valid "
+                      "against it (OpenAI json_schema, Anthropic tool use, llama.cpp grammar); a failing answer is "
+                      "asked again once, then dropped as schema_invalid. Instructions and inputs stay free text.")
+
+
 def check_table_paths(paths: dict[str, Path | None]) -> None:
     """Tables to write ({option: path}, None where not given) must end in .parquet or .jsonl: checked
     before any work, so a typo costs nothing."""

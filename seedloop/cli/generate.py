@@ -11,6 +11,7 @@ from seedloop.cli.common import (
     HF_DATASET,
     LICENSE,
     RAY_ADDRESS,
+    SCHEMA,
     StepProgress,
     check_table_paths,
     console,
@@ -42,6 +43,7 @@ def generate(
     n: int = typer.Option(100, "--n", min=1, help="How many new records to generate."),
     teacher: str = typer.Option("local", help="local | local:PATH | openai:MODEL | anthropic:MODEL."),
     method: str = typer.Option("self-instruct", help=f"{' | '.join(METHODS)}."),
+    schema: Path = SCHEMA,   # an OutputSchema once its callback has read the file
     seed_format: str = typer.Option(None, "--format", help="Force the seed format instead of detecting it."),
     base_url: str = typer.Option(None, help="OpenAI-compatible server URL (else $OPENAI_BASE_URL)."),
     concurrency: int = typer.Option(8, min=1, help="Requests in flight at once."),
@@ -87,11 +89,11 @@ def generate(
                **({"turns": turns} if turns > 1 else {})}
     with StepProgress() as progress:
         result = run_generate(seed_df, n=n, teacher=teacher_obj, cache=cache or default_cache(),
-                              job=f"generate:{out_path.resolve()}", method=method, limits=limits,
+                              job=f"generate:{out_path.resolve()}", method=method, limits=limits, schema=schema,
                               prices=price_table, max_cost=max_cost, seed=seed,
                               progress=progress.counter("generating", n), **options)
     settings = {"teacher": teacher, "method": method, "n": n, "seed": seed, **options,
-                **({"max_cost_usd": max_cost} if max_cost is not None else {})}
+                **({"max_cost_usd": max_cost} if max_cost is not None else {}), **(schema.setting if schema else {})}
     _write(result, out_path, drops=drops, hf_dataset=hf_dataset, settings=settings, license=license,
            sources=[seeds.name], max_cost=max_cost)
 

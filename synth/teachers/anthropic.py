@@ -1,4 +1,9 @@
-"""Anthropic's Messages API through the official SDK (ANTHROPIC_BASE_URL for a proxy or gateway)."""
+"""Anthropic's Messages API through the official SDK (ANTHROPIC_BASE_URL for a proxy or gateway).
+
+A request with a JSON Schema becomes a forced tool call: one tool whose input schema is the schema
+(wrapped as {"output": ...} when it is not an object, which tool inputs must be), and the answer is
+the tool input as JSON text.
+"""
 
 from __future__ import annotations
 
@@ -45,6 +50,10 @@ class AnthropicTeacher(Teacher):
             params["system"] = system
         if request.stop:
             params["stop_sequences"] = list(request.stop)
+        if request.json_schema:
+            tool, _ = _tool_schema(json.loads(request.json_schema))
+            params["tools"] = [{"name": TOOL, "description": "Record the answer.", "input_schema": tool}]
+            params["tool_choice"] = {"type": "tool", "name": TOOL}
         try:
             resp = await self._client.messages.create(**params)
         except anthropic.RateLimitError as exc:
@@ -65,8 +74,33 @@ class AnthropicTeacher(Teacher):
         if resp.content is None or resp.usage is None:
             raise TransientError("malformed response: no content or usage")
         text = "".join(getattr(b, "text", "") for b in resp.content if getattr(b, "type", "") == "text")
+        if request.json_schema:
+            text = _tool_answer(resp.content, json.loads(request.json_schema)) or text
         return Completion(text=text, input_tokens=resp.usage.input_tokens, output_tokens=resp.usage.output_tokens,
                           finish_reason="length" if resp.stop_reason == "max_tokens" else "stop")
 
     async def aclose(self) -> None:
         await self._client.close()
+
+
+TOOL = "record_output"
+
+
+def _tool_schema(schema: dict) -> tuple[dict, bool]:
+    """(the tool's input schema, whether the schema was wrapped as {"output": schema})."""
+    if schema.get("type") == "object":
+        return schema, False
+    defs = {k: schema[k] for k in ("$defs", "definitions") if k in schema}   # refs point at the top level
+    inner = {k: v for k, v in schema.items() if k not in defs}
+    return {"type": "object", "properties": {"output": inner}, "required": ["output"], **defs}, True
+
+
+def _tool_answer(content: list, schema: dict) -> str:
+    """The forced tool call's input as JSON text ('' when the model called no tool: its text is checked then)."""
+    call = next((b for b in content if getattr(b, "type", "") == "tool_use"), None)
+    if call is None:
+        return ""
+    value = call.input
+    if _tool_schema(schema)[1] and isinstance(value, dict) and "output" in value:
+        value = value["output"]
+    return json.dumps(value, ensure_ascii=False)

@@ -15,6 +15,7 @@ class ChatRequest:
     top_p: float = 1.0
     stop: tuple[str, ...] = ()
     seed: int | None = None  # passed where the API takes one; always part of the cache key
+    json_schema: str | None = None  # the answer must be JSON valid against this schema (compact JSON text)
 
     @classmethod
     def of(cls, messages: list[dict], **params) -> "ChatRequest":
@@ -36,6 +37,8 @@ class ChatRequest:
         d = asdict(self)
         d["messages"] = self.message_dicts()
         d["stop"] = list(self.stop)
+        if self.json_schema is None:   # left out, so requests without one keep the cache keys they had
+            del d["json_schema"]
         return d
 
     def estimated_input_tokens(self) -> int:

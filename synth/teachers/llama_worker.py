@@ -47,6 +47,8 @@ class LlamaModel:
     def complete(self, request: ChatRequest) -> Completion:
         params = dict(max_tokens=request.max_tokens, temperature=request.temperature, top_p=request.top_p,
                       seed=request.seed)
+        if request.json_schema:
+            params["grammar"] = _grammar(request.json_schema)
         if request.prefill:
             prompt, stop = self._format(request)
             out = self.llm.create_completion(prompt, stop=stop + list(request.stop), **params)
@@ -76,6 +78,17 @@ class LlamaModel:
         # subtle: special tokens detokenize to '', and an empty stop string would end every completion
         # at once; the end-of-turn token stops generation by itself
         return res.prompt + request.prefill, [s for s in stop if s]
+
+
+def _grammar(json_schema: str):
+    """A grammar from the schema: llama.cpp then samples only tokens it allows, so the answer is valid
+    JSON of that schema unless max_tokens cuts it."""
+    from llama_cpp import LlamaGrammar
+
+    try:
+        return LlamaGrammar.from_json_schema(json_schema, verbose=False)
+    except Exception as exc:  # noqa: BLE001 - the converter raises plain errors for schemas it cannot express
+        raise ConfigError(f"llama.cpp cannot make a grammar of the JSON Schema: {type(exc).__name__}: {exc}") from None
 
 
 def portable(exc: BaseException) -> BaseException:

@@ -1,4 +1,10 @@
-"""OpenAI, and any OpenAI-compatible server (vLLM, Ollama, llama.cpp) through a base URL."""
+"""OpenAI, and any OpenAI-compatible server (vLLM, Ollama, llama.cpp) through a base URL.
+
+A request with a JSON Schema goes out with `response_format` of type json_schema (strict when the
+schema meets OpenAI's strict rules). llama-cpp-python's server knows only its own form,
+`{"type": "json_object", "schema": ...}` (it builds a grammar from it): when a server refuses
+json_schema and names json_object, this teacher sends that form from then on.
+"""
 
 from __future__ import annotations
 
@@ -31,6 +37,7 @@ class OpenAITeacher(Teacher):
         self._client = openai.AsyncOpenAI(api_key=key, base_url=base_url, max_retries=0, timeout=timeout,
                                           http_client=openai.DefaultAioHttpClient())
         self.endpoint = str(self._client.base_url).rstrip("/")   # the SDK's default when no base URL is given
+        self._json_object_only = False   # set once a server has refused json_schema (see the docstring)
 
     async def complete(self, request: ChatRequest) -> Completion:
         params = dict(model=self.model, messages=_fold_prefill(request), max_tokens=request.max_tokens,
@@ -40,7 +47,7 @@ class OpenAITeacher(Teacher):
         if request.seed is not None:
             params["seed"] = request.seed
         try:
-            resp = await self._client.chat.completions.create(**params)
+            resp = await self._create(params, request.json_schema)
         except openai.RateLimitError as exc:
             raise TransientError("HTTP 429 rate limited", parse_retry_after(exc.response.headers.get("retry-after"))) from None
         except openai.InternalServerError as exc:
@@ -68,8 +75,44 @@ class OpenAITeacher(Teacher):
             finish_reason="length" if choice.finish_reason == "length" else "stop",
         )
 
+    async def _create(self, params: dict, json_schema: str | None):
+        if json_schema is None:
+            return await self._client.chat.completions.create(**params)
+        schema = json.loads(json_schema)
+        if not self._json_object_only:
+            try:
+                return await self._client.chat.completions.create(**params, response_format=_json_schema_format(schema))
+            except openai.APIStatusError as exc:
+                # llama-cpp-python answers 500 with its validation error: "Input should be 'text' or 'json_object'"
+                if not ("json_schema" in _message(exc) and "json_object" in _message(exc)):
+                    raise
+                self._json_object_only = True
+        return await self._client.chat.completions.create(
+            **params, response_format={"type": "json_object", "schema": schema})
+
     async def aclose(self) -> None:
         await self._client.close()
+
+
+def _json_schema_format(schema: dict) -> dict:
+    return {"type": "json_schema", "json_schema": {"name": "output", "schema": schema, "strict": _strict_ok(schema)}}
+
+
+def _strict_ok(schema) -> bool:
+    """Whether OpenAI's strict mode takes the schema: an object at the top, and every object with
+    additionalProperties false and all its properties required (else the API refuses strict)."""
+    def objects_ok(node) -> bool:
+        if isinstance(node, list):
+            return all(objects_ok(v) for v in node)
+        if not isinstance(node, dict):
+            return True
+        if node.get("type") == "object" or isinstance(node.get("properties"), dict):
+            props = node.get("properties") or {}
+            if node.get("additionalProperties") is not False or set(node.get("required", [])) != set(props):
+                return False
+        return all(objects_ok(v) for k, v in node.items() if k not in ("enum", "const", "default", "examples"))
+
+    return isinstance(schema, dict) and schema.get("type") == "object" and objects_ok(schema)
 
 
 def _fold_prefill(request: ChatRequest) -> list[dict]:
