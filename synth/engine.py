@@ -3,8 +3,10 @@
 `TeacherClient.complete` is all a strategy calls. A cached request returns at once and costs
 nothing; two identical requests in flight are sent once; transient failures (429, 5xx, timeouts,
 dropped connections, malformed bodies) are retried with exponential backoff and full jitter,
-never sooner than the server's Retry-After. `--max-cost` is enforced before sending: each request
-reserves its worst case (estimated prompt + max_tokens), so the budget is never passed.
+never sooner than the server's Retry-After. Unless `adaptive` is off, 429s also set the pace of
+every request: synth/adaptive.py finds the server's rate limit, so nobody has to tune `--rpm`.
+`--max-cost` is enforced before sending: each request reserves its worst case (estimated prompt +
+max_tokens), so the budget is never passed.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from dataclasses import dataclass, field
 from aiolimiter import AsyncLimiter
 
 from seedloop.core.errors import BudgetExceeded, ConfigError, TeacherError
+from synth.adaptive import AdaptiveRate, Ticket
 from synth.cache import RequestCache
 from synth.prices import Price, PriceTable
 from synth.teachers.base import ChatRequest, Completion, Teacher, TransientError, cache_key
@@ -30,6 +33,7 @@ class Limits:
     max_retries: int = 5
     backoff: float = 0.5           # seconds before the first retry; doubles each time
     max_backoff: float = 60.0
+    adaptive: bool = True          # find the rate limit from 429s (synth/adaptive.py); concurrency is the cap
 
     def __post_init__(self) -> None:
         # zero requests in flight would wait forever with nothing on screen; a zero rate never sends
@@ -51,6 +55,7 @@ class Stats:
     output_tokens: int = 0
     cost: float = 0.0
     errors: Counter = field(default_factory=Counter)
+    adaptive_rate: float | None = None   # requests/s the adaptive pacer was at last; None: not pacing
 
 
 class TeacherClient:
@@ -66,6 +71,7 @@ class TeacherClient:
         self._sem = asyncio.Semaphore(self.limits.concurrency)
         self._rpm = AsyncLimiter(self.limits.rpm, 60) if self.limits.rpm else None
         self._tpm = AsyncLimiter(self.limits.tpm, 60) if self.limits.tpm else None
+        self._adaptive = AdaptiveRate() if self.limits.adaptive else None
         self._key_locks: dict[str, asyncio.Lock] = {}
         self._spent = cache.spent(job)  # earlier runs of the same job count against the budget
         self._reserved = 0.0
@@ -127,13 +133,31 @@ class TeacherClient:
                 await self._rpm.acquire()
             if self._tpm:
                 await self._tpm.acquire(min(tokens, self._tpm.max_rate))
+            ticket = await self._turn()
             try:
                 return await self.teacher.complete(request)
             except TransientError as exc:
                 self.stats.errors[str(exc)] += 1
+                if ticket is not None and _rate_limited(exc):
+                    self._adaptive.rate_limited(ticket, exc.retry_after)
                 if attempt == lim.max_retries:
-                    raise TeacherError(f"{self.spec}: gave up after {attempt + 1} attempts; last error: {exc}") from None
+                    raise TeacherError(f"{self.spec}: gave up after {attempt + 1} attempts; "
+                                       f"last error: {exc}") from None
                 self.stats.retries += 1
                 delay = self._rng.uniform(0, min(lim.max_backoff, lim.backoff * 2 ** attempt))
                 await asyncio.sleep(max(delay, exc.retry_after or 0.0))
         raise AssertionError("unreachable")
+
+    async def _turn(self) -> Ticket | None:
+        """Wait for the adaptive pacer, when it is on; its rate goes into the stats as it changes."""
+        if self._adaptive is None:
+            return None
+        ticket = await self._adaptive.turn()
+        self.stats.adaptive_rate = self._adaptive.rate
+        return ticket
+
+
+def _rate_limited(exc: TransientError) -> bool:
+    # every teacher (and the Ray workers, which pass the message on) words a 429 this way; a 5xx is a
+    # failure to retry, not a request to slow down
+    return str(exc).startswith("HTTP 429")

@@ -18,7 +18,7 @@ import random
 import re
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from dataclasses import dataclass, field
 
 from aiohttp import web
@@ -103,6 +103,7 @@ class FaultPlan:
     slow_seconds: float = 5.0
     latency: float = 0.0  # added to every normal answer
     bad_json: int = 0  # the next N answers under a JSON Schema fail it: OpenAI's cut-off JSON, Anthropic's {}
+    rate_limit: float | None = None  # a hidden limit: at most this many requests in any 1 s, else 429
 
 
 @dataclass
@@ -121,6 +122,7 @@ class FakeLLMServer:
         self.seen: list[Seen] = []
         self.in_flight = 0
         self.max_in_flight = 0
+        self._window: deque[float] = deque()   # arrivals let through by `plan.rate_limit` in the last second
         self._lock = threading.Lock()
         self._loop = asyncio.new_event_loop()
         self._ready = threading.Event()
@@ -173,7 +175,23 @@ class FakeLLMServer:
         return False
 
     # -- handlers ------------------------------------------------------------------
+    def _over_rate(self, now: float) -> float | None:
+        """Seconds until the hidden rate limit lets one more request in (a sliding 1 s window, as APIs
+        check requests per minute over short windows); None when it lets this one in."""
+        if not self.plan.rate_limit:
+            return None
+        while self._window and self._window[0] <= now - 1.0:
+            self._window.popleft()
+        if len(self._window) < self.plan.rate_limit:
+            self._window.append(now)
+            return None
+        return self._window[0] + 1.0 - now
+
     async def _fault(self, body: dict) -> web.Response | None:
+        if (wait := self._over_rate(time.monotonic())) is not None:
+            self.seen.append(Seen(body, "429", time.monotonic()))
+            return web.json_response({"error": {"message": "rate limited", "type": "rate_limit_error"}},
+                                     status=429, headers={"Retry-After": f"{wait:.3f}"})
         with self._lock:
             fault = self.plan.faults.pop(0) if self.plan.faults else None
         if fault is None:
@@ -263,8 +281,9 @@ def main() -> None:
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--latency", type=float, default=0.0)
+    parser.add_argument("--rate-limit", type=float, default=None, help="requests in any 1 s; 429 beyond")
     args = parser.parse_args()
-    server = FakeLLMServer(FaultPlan(latency=args.latency))
+    server = FakeLLMServer(FaultPlan(latency=args.latency, rate_limit=args.rate_limit))
     print(server.url, flush=True)
     try:
         server._thread.join()

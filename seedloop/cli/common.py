@@ -128,6 +128,10 @@ class StepProgress:
 
 RAY_ADDRESS = typer.Option(None, "--ray-address", help="Ray cluster to use with --executor ray (else $RAY_ADDRESS; "
                            "with neither, Ray starts on this machine).")
+RPM = typer.Option(None, callback=more_than(0), help="Requests-per-minute limit.")
+TPM = typer.Option(None, callback=more_than(0), help="Tokens-per-minute limit (prompt estimate + max tokens).")
+ADAPTIVE = typer.Option(True, "--adaptive/--no-adaptive", help="Find the server's rate limit from its 429s and pace "
+                        "requests to it (additive increase, multiplicative decrease; --concurrency stays the cap).")
 
 
 def _license_id(value: str | None) -> str:

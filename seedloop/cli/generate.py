@@ -8,16 +8,18 @@ import typer
 from rich.table import Table
 
 from seedloop.cli.common import (
+    ADAPTIVE,
     HF_DATASET,
     LICENSE,
     RAY_ADDRESS,
+    RPM,
     SCHEMA,
+    TPM,
     StepProgress,
     check_table_paths,
     console,
     default_cache,
     handle_errors,
-    more_than,
     out,
 )
 from seedloop.cli.estimate import DRY_RUN, show_estimate
@@ -46,10 +48,10 @@ def generate(
     schema: Path = SCHEMA,   # an OutputSchema once its callback has read the file
     seed_format: str = typer.Option(None, "--format", help="Force the seed format instead of detecting it."),
     base_url: str = typer.Option(None, help="OpenAI-compatible server URL (else $OPENAI_BASE_URL)."),
-    concurrency: int = typer.Option(8, min=1, help="Requests in flight at once."),
-    rpm: float = typer.Option(None, callback=more_than(0), help="Requests-per-minute limit."),
-    tpm: float = typer.Option(None, callback=more_than(0),
-                              help="Tokens-per-minute limit (prompt estimate + max tokens)."),
+    concurrency: int = typer.Option(8, min=1, help="Most requests in flight at once."),
+    rpm: float = RPM,
+    tpm: float = TPM,
+    adaptive: bool = ADAPTIVE,
     max_retries: int = typer.Option(5, min=0, help="Retries of a failed request (429, 5xx, timeouts)."),
     max_cost: float = typer.Option(None, min=0, help="Stop before this job's spend (USD) would pass this."),
     prices: Path = typer.Option(None, help="YAML price table merged over the built-in one."),
@@ -81,7 +83,7 @@ def generate(
                   classify=classify, seed=seed, window=concurrency, turns=turns, max_cost=max_cost)
     if max_cost is not None:
         price_table.require(teacher_obj.spec)
-    limits = Limits(concurrency=concurrency, rpm=rpm, tpm=tpm, max_retries=max_retries)
+    limits = Limits(concurrency=concurrency, rpm=rpm, tpm=tpm, max_retries=max_retries, adaptive=adaptive)
     console.print(f"[bold]seedloop generate[/] {len(seed_df)} seeds from {seeds} -> {n} records, "
                   f"teacher {teacher}, method {method}" + (f", on Ray ({teacher_obj!r})" if executor == "ray" else ""),
                   highlight=False)
@@ -139,6 +141,8 @@ def _summary(result, out_path: Path) -> None:
     table.add_row("slots run", str(result.slots))
     table.add_row("requests sent / cached / retried", f"{s.sent} / {s.cached} / {s.retries}")
     table.add_row("tokens in / out (this run)", f"{s.input_tokens} / {s.output_tokens}")
+    if s.adaptive_rate:   # the server answered 429: the pace found for it (--rpm is this times 60)
+        table.add_row("adaptive rate (from 429s)", f"{s.adaptive_rate:.1f} requests/s ({s.adaptive_rate * 60:.0f}/min)")
     table.add_row("cost this run / job total", f"${s.cost:.4f} / ${result.spent:.4f}")
     for reason, count in result.drop_counts.most_common():
         table.add_row(f"dropped: {reason}", str(count))
