@@ -1,19 +1,30 @@
 """Engine throughput against an OpenAI-compatible server that adds a fixed latency L.
 
-The server (tests/fakes.py) runs in its own process (it shares the machine's cores with the client). For each concurrency C it sends requests through
+The server (tests/fakes.py) runs in its own process (it shares the machine's cores with the client). For
+each concurrency C it sends requests through
 seedloop's TeacherClient (cache, limits, retries, the openai SDK) and prints requests/s as a fraction
 of the bound C/L. Then the same for a whole `self-instruct` generation (scheduler included), whose
 slots chain several requests, so its fraction also shows the cost of the deterministic window.
 
-    .venv/bin/python benchmarks/generate_throughput.py [--latency 0.25] [--requests 2048]
+    .venv/bin/python benchmarks/generate_throughput.py [--latency 0.5] [--requests 2048] [--records 512]
+                                                       [--distilabel]
 
-Goal (issue 2): at least 0.9 of C/L at C = 64.
+Goals: the engine at least 0.9 of C/L at C = 64 (issue 2); a whole generation at least 0.85 of C/L at
+C = 64 and L = 0.5 s (issue 17). A generation of 2C records (the first table) is mostly start-up and
+tail, so the second line runs `--records` records at C = 64.
+
+`--distilabel` also runs distilabel 1.5.3's `TextGeneration` (OpenAILLM, `input_batch_size` = 64, so 64
+requests in flight) against the same server in the same run (benchmarks/distilabel_textgen.py, in its
+own virtual environment `.venv-distilabel`, made on first use: distilabel pins packages seedloop does
+not want) and prints seedloop's rate over distilabel's. distilabel's start-up is subtracted; seedloop's
+is not.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import subprocess
 import sys
@@ -58,10 +69,30 @@ async def generate_rate(url: str, concurrency: int, n: int, cache: Path) -> floa
     return client.stats.sent / elapsed
 
 
+DISTILABEL_VENV = ROOT / ".venv-distilabel"
+
+
+def distilabel_rate(url: str, rows: int, batch: int) -> float:
+    python = DISTILABEL_VENV / "bin" / "python"
+    if not python.exists():
+        print(f"making {DISTILABEL_VENV} for distilabel (once; about 2 minutes)", flush=True)
+        subprocess.run([sys.executable, "-m", "venv", str(DISTILABEL_VENV)], check=True)
+        subprocess.run([str(python), "-m", "pip", "install", "-q", "distilabel[openai]==1.5.3", "requests"],
+                       check=True)
+    done = subprocess.run([str(python), str(ROOT / "benchmarks" / "distilabel_textgen.py"), "--url", url,
+                           "--rows", str(rows), "--batch", str(batch)], capture_output=True, text=True, cwd=ROOT)
+    line = [ln for ln in done.stdout.splitlines() if ln.startswith("RESULT ")]
+    if done.returncode or not line:
+        sys.exit(f"distilabel failed:\n{done.stderr[-3000:]}")
+    return json.loads(line[-1][7:])["rows_per_s"]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--latency", type=float, default=0.25)
+    ap.add_argument("--latency", type=float, default=0.5)
     ap.add_argument("--requests", type=int, default=2048)   # a cap: C = 64 needs 1,536 for its 6 s
+    ap.add_argument("--records", type=int, default=512, help="records of the longer generation at C = 64")
+    ap.add_argument("--distilabel", action="store_true", help="also run distilabel's TextGeneration at C = 64")
     args = ap.parse_args()
     os.environ.setdefault("OPENAI_API_KEY", "unused")
     proc, url = start_server(args.latency)
@@ -80,6 +111,15 @@ def main() -> None:
                       f"{gen:>15.1f} {gen / bound:>9.2f}")
             print("CPU ms/req: the client's own CPU per request; at C/L requests/s it needs C/L * that / 1000 "
                   "of a core, which the server process and anything else running share with it")
+            c, bound = 64, 64 / L
+            long = asyncio.run(generate_rate(url, c, args.records, Path(tmp) / "long.sqlite"))
+            print(f"\nC = {c}: a self-instruct generation of {args.records} records: {long:.1f} req/s, "
+                  f"{long / bound:.2f} of C/L")
+            if args.distilabel:
+                dl = distilabel_rate(url, args.records, c)
+                print(f"distilabel TextGeneration, {args.records} rows, batch {c}: {dl:.1f} rows/s "
+                      f"({dl / bound:.2f} of C/L); seedloop generation / distilabel: {long / dl:.2f}, "
+                      f"seedloop engine / distilabel: {eng / dl:.2f}")
     finally:
         proc.terminate()
         proc.wait()

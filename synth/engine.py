@@ -21,6 +21,7 @@ from aiolimiter import AsyncLimiter
 from seedloop.core.errors import BudgetExceeded, ConfigError, TeacherError
 from synth.adaptive import AdaptiveRate, Ticket
 from synth.cache import RequestCache
+from synth.inflight import REQUEST_PRIORITY, PrioritySemaphore
 from synth.prices import Price, PriceTable
 from synth.teachers.base import ChatRequest, Completion, Teacher, TransientError, cache_key
 
@@ -68,11 +69,12 @@ class TeacherClient:
         self.price: Price | None = prices.require(teacher.spec) if max_cost is not None else prices.get(teacher.spec)
         self.max_cost = max_cost
         self.stats = Stats()
-        self._sem = asyncio.Semaphore(self.limits.concurrency)
+        self._sem = PrioritySemaphore(self.limits.concurrency)   # the earliest slot's request first
         self._rpm = AsyncLimiter(self.limits.rpm, 60) if self.limits.rpm else None
         self._tpm = AsyncLimiter(self.limits.tpm, 60) if self.limits.tpm else None
         self._adaptive = AdaptiveRate() if self.limits.adaptive else None
-        self._key_locks: dict[str, asyncio.Lock] = {}
+        self._inflight: dict[str, asyncio.Task] = {}   # by cache key: a twin request shares the first's
+        self._sending: set[str] = set()                 # keys past the concurrency cap, out to the server
         self._spent = cache.spent(job)  # earlier runs of the same job count against the budget
         self._reserved = 0.0
         self._rng = rng or random.Random()
@@ -91,40 +93,55 @@ class TeacherClient:
         if hit is not None:
             self.stats.cached += 1
             return hit
-        lock = self._key_locks.setdefault(key, asyncio.Lock())
-        try:
-            async with lock:  # a twin request waits here, then finds the first one's answer cached
-                hit = self.cache.get(key)
-                if hit is not None:
-                    self.stats.cached += 1
-                    return hit
-                return await self._send(key, request)
-        finally:
-            if not lock.locked():
-                self._key_locks.pop(key, None)
+        task = self._inflight.get(key)
+        if task is None:
+            task = asyncio.create_task(self._send(key, request, REQUEST_PRIORITY.get()))
+            self._inflight[key] = task
+            task.add_done_callback(lambda _, k=key: self._inflight.pop(k, None))
+        else:
+            self.stats.cached += 1   # a twin: it shares the first one's answer, sent once
+        # shielded: a caller cancelled while its request is out (the run has its records) does not
+        # throw the paid answer away; it still lands in the cache, and `drain` waits for it
+        return await asyncio.shield(task)
 
-    async def _send(self, key: str, request: ChatRequest) -> Completion:
-        async with self._sem:
-            estimate = request.estimated_input_tokens()
-            worst = self.price.cost(estimate, request.max_tokens) if self.price else 0.0
-            if self.max_cost is not None and self._spent + self._reserved + worst > self.max_cost:
-                raise BudgetExceeded(f"the next request could cost up to ${worst:.4f}, which would pass "
-                                     f"--max-cost ${self.max_cost:.2f} (spent ${self._spent:.4f})")
-            self._reserved += worst
-            try:
-                result = await self._attempts(request, estimate + request.max_tokens)
-            finally:
-                self._reserved -= worst
-            cost = self.price.cost(result.input_tokens, result.output_tokens) if self.price else 0.0
-            self.cache.put(key, self.teacher.provider, self.teacher.model, request, result, cost, self.job,
-                           self.teacher.endpoint)
-            self._spent += cost
-            s = self.stats
-            s.sent += 1
-            s.input_tokens += result.input_tokens
-            s.output_tokens += result.output_tokens
-            s.cost += cost
-            return result
+    async def drain(self) -> None:
+        """At the end of a run: requests not sent yet are cancelled, those already out land in the cache."""
+        for key, task in list(self._inflight.items()):
+            if key not in self._sending:
+                task.cancel()
+        await asyncio.gather(*self._inflight.values(), return_exceptions=True)
+
+    async def _send(self, key: str, request: ChatRequest, priority: int) -> Completion:
+        await self._sem.acquire(priority)
+        self._sending.add(key)
+        try:
+            return await self._send_now(key, request)
+        finally:
+            self._sending.discard(key)
+            self._sem.release()
+
+    async def _send_now(self, key: str, request: ChatRequest) -> Completion:
+        """Under the concurrency cap: reserve the worst cost, send with retries, cache and count."""
+        estimate = request.estimated_input_tokens()
+        worst = self.price.cost(estimate, request.max_tokens) if self.price else 0.0
+        if self.max_cost is not None and self._spent + self._reserved + worst > self.max_cost:
+            raise BudgetExceeded(f"the next request could cost up to ${worst:.4f}, which would pass "
+                                 f"--max-cost ${self.max_cost:.2f} (spent ${self._spent:.4f})")
+        self._reserved += worst
+        try:
+            result = await self._attempts(request, estimate + request.max_tokens)
+        finally:
+            self._reserved -= worst
+        cost = self.price.cost(result.input_tokens, result.output_tokens) if self.price else 0.0
+        self.cache.put(key, self.teacher.provider, self.teacher.model, request, result, cost, self.job,
+                       self.teacher.endpoint)
+        self._spent += cost
+        s = self.stats
+        s.sent += 1
+        s.input_tokens += result.input_tokens
+        s.output_tokens += result.output_tokens
+        s.cost += cost
+        return result
 
     async def _attempts(self, request: ChatRequest, tokens: int) -> Completion:
         lim = self.limits

@@ -55,6 +55,7 @@ async def generate_async(seeds: pl.DataFrame, client: TeacherClient, *, n: int, 
                          known_texts=generator.known_texts(), threshold=threshold, progress=progress,
                          lanes=generator.lanes() if turns > 1 else None)
     outcome = await slots.run(generator)
+    await client.drain()   # answers already paid for land in the cache, for a later run to reuse
     drops = drop_table(_as_row(d) for d in outcome.drops)
     return GenerateResult(records=to_frame(outcome.records), drops=drops,
                           drop_counts=Counter(d["reason"] for d in outcome.drops), stats=client.stats,

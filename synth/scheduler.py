@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Awaitable, Callable
 
 from seedloop.core.errors import BudgetExceeded
+from synth.inflight import REQUEST_PRIORITY
 from synth.novelty import RougeNoveltyIndex
 
 
@@ -163,6 +164,7 @@ class OrderedSlots:
         """One slot's result, or the fatal error it raised. A slot that did not take its admission turns
         (rule 2) skips them, so the slots after it are not kept waiting."""
         ctx = SlotContext(self, i, view)
+        REQUEST_PRIORITY.set(i)   # this task's context: its requests, and those of tasks it starts
         try:
             result: SlotResult | BaseException = await slot_fn(ctx)
         except asyncio.CancelledError:

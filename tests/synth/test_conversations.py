@@ -54,9 +54,12 @@ def test_three_turn_conversations_from_chat_seeds(fake_llm, tmp_path):
     answered = [b for b in (s.body for s in fake_llm.seen) if len(b["messages"]) >= 3
                 and b["messages"][-1]["role"] == "user"]
     assert answered and all(roles(b["messages"])[:2] == ["user", "assistant"] for b in answered)
-    # a re-run sends nothing and writes the same conversations
+    # a re-run pays for nothing twice and writes the same conversations (it may send requests of slots
+    # past the ones the output needed, which the first run left unsent when it stopped)
     sent = len(fake_llm.seen)
-    assert run_cli(*args, env=KEY).returncode == 0 and len(fake_llm.seen) == sent
+    assert run_cli(*args, env=KEY).returncode == 0
+    bodies = [json.dumps(s.body, sort_keys=True) for s in fake_llm.seen]
+    assert len(set(bodies)) == len(bodies) and len(bodies) < 1.2 * sent
     assert read_table(tmp_path / "conv.parquet").equals(df)
 
 
@@ -64,9 +67,9 @@ def test_one_turn_is_the_single_turn_run(fake_llm, tmp_path):
     base = ["generate", "--seeds", chat_seeds(tmp_path / "chat.jsonl"), "--n", 4, "--teacher", "openai:fake",
             "--base-url", fake_llm.url, "--cache", tmp_path / "c.sqlite"]
     assert run_cli(*base, "--out", tmp_path / "a.parquet", env=KEY).returncode == 0
-    sent = len(fake_llm.seen)
     assert run_cli(*base, "--out", tmp_path / "b.parquet", "--turns", 1, env=KEY).returncode == 0
-    assert len(fake_llm.seen) == sent   # the same requests, all cached
+    bodies = [json.dumps(s.body, sort_keys=True) for s in fake_llm.seen]
+    assert len(set(bodies)) == len(bodies)   # the same requests: answered from the cache
     assert read_table(tmp_path / "a.parquet").drop("messages").equals(read_table(tmp_path / "b.parquet")
                                                                      .drop("messages"))
 
