@@ -84,15 +84,24 @@ def generate(
     if max_cost is not None:
         price_table.require(teacher_obj.spec)
     limits = Limits(concurrency=concurrency, rpm=rpm, tpm=tpm, max_retries=max_retries, adaptive=adaptive)
-    console.print(f"[bold]seedloop generate[/] {len(seed_df)} seeds from {seeds} -> {n} records, "
-                  f"teacher {teacher}, method {method}" + (f", on Ray ({teacher_obj!r})" if executor == "ray" else ""),
-                  highlight=False)
     options = {"temperature": temperature, **({"classify": classify} if method == "self-instruct" else {}),
                **({"turns": turns} if turns > 1 else {})}
+    _run(seed_df, seeds, out_path, teacher_obj, n=n, teacher=teacher, method=method, limits=limits, schema=schema,
+         cache=cache, prices=price_table, max_cost=max_cost, seed=seed, on_ray=executor == "ray", options=options,
+         drops=drops, hf_dataset=hf_dataset, license=license)
+
+
+def _run(seed_df, seeds: Path, out_path: Path, teacher_obj, *, n: int, teacher: str, method: str, limits: Limits,
+         schema, cache: Path | None, prices: PriceTable, max_cost: float | None, seed: int, on_ray: bool,
+         options: dict, drops: Path | None, hf_dataset: Path | None, license: str) -> None:
+    """The generation itself, with progress bars; then the outputs and the summary."""
+    console.print(f"[bold]seedloop generate[/] {len(seed_df)} seeds from {seeds} -> {n} records, "
+                  f"teacher {teacher}, method {method}" + (f", on Ray ({teacher_obj!r})" if on_ray else ""),
+                  highlight=False)
     with StepProgress() as progress:
         result = run_generate(seed_df, n=n, teacher=teacher_obj, cache=cache or default_cache(),
                               job=f"generate:{out_path.resolve()}", method=method, limits=limits, schema=schema,
-                              prices=price_table, max_cost=max_cost, seed=seed,
+                              prices=prices, max_cost=max_cost, seed=seed,
                               progress=progress.counter("generating", n), **options)
     settings = {"teacher": teacher, "method": method, "n": n, "seed": seed, **options,
                 **({"max_cost_usd": max_cost} if max_cost is not None else {}), **(schema.setting if schema else {})}

@@ -51,12 +51,14 @@ def test_generate_writes_records_with_lineage(fake_llm, tmp_path):
     assert b"sk-test-secret" not in (tmp_path / "cache.sqlite").read_bytes()
 
 
-def test_rerun_sends_nothing_and_writes_the_same_rows(fake_llm, tmp_path):
+def test_rerun_pays_for_nothing_twice_and_writes_the_same_rows(fake_llm, tmp_path):
     assert generate(fake_llm, tmp_path).returncode == 0
     first, sent = read_table(tmp_path / "out.parquet"), len(fake_llm.seen)
     res = generate(fake_llm, tmp_path)
-    assert res.returncode == 0 and len(fake_llm.seen) == sent
-    assert "0 / " in res.stderr  # requests sent / cached / retried
+    # every answer the rows need comes from the cache; the re-run may send requests of slots past those
+    # (the first run stopped before sending them), at most --concurrency, and never one sent before
+    assert res.returncode == 0 and len(fake_llm.seen) <= sent + 4
+    assert len(set(fake_llm.bodies())) == len(fake_llm.bodies())
     assert read_table(tmp_path / "out.parquet").equals(first)
 
 
