@@ -170,7 +170,7 @@ def run_fastfit(train, test, model: Path, metric: Path, work: Path, recipe: dict
     return result
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--root", type=Path, default=ROOT, help="The seedloop checkout (data, model, results).")
     parser.add_argument("--sets", type=int, default=3)
@@ -187,7 +187,11 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--resume", action="store_true",
                         help="Keep the draws already in --out (same intents and recipe) and run only the rest.")
-    args = parser.parse_args()
+    return parser.parse_args()
+
+
+def main() -> None:
+    args = parse_args()
     recipe = {**RECIPE, "num_train_epochs": args.epochs, "num_repeats": args.num_repeats}
 
     import torch
