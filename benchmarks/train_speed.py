@@ -201,15 +201,15 @@ def banking_pairs(n: int):
 
     frame = banking_frame(n + 1)
     wrong = frame["output"].shift(-1)
-    edited = frame.head(n).with_columns(pl.col("output").alias("output"), pl.lit("edited").alias("status"),
+    edited = frame.head(n).with_columns(pl.lit("edited").alias("status"),
                                          pl.struct(original_output=wrong.head(n)).alias("review"))
     pairs, _ = build_pairs(conform(edited, where="banking pairs"))
     return pairs
 
 
-def dpo_runtime(metrics_logs: list[dict], runtime: float) -> float:
-    tokens = max((row.get("num_tokens", 0) for row in metrics_logs), default=0)
-    return tokens / runtime
+def dpo_tokens_per_second(logs: list[dict], runtime: float) -> float:
+    """TRL's num_tokens (cumulative, prompt + both answers) over the Trainer's train_runtime, as train/dpo.py."""
+    return max((row.get("num_tokens", 0) for row in logs), default=0) / runtime
 
 
 def run_seedloop_dpo(base: Path, pairs, *, batch_size: int) -> dict:
@@ -254,7 +254,7 @@ def run_trl_dpo(base: Path, pairs, *, batch_size: int) -> dict:
                              processing_class=tokenizer, callbacks=[timer],
                              peft_config=LoraConfig(**LORA, bias="none", task_type="CAUSAL_LM"))
         result = trainer.train()
-    return {"tokens_per_s": dpo_runtime(trainer.state.log_history, result.metrics["train_runtime"]),
+    return {"tokens_per_s": dpo_tokens_per_second(trainer.state.log_history, result.metrics["train_runtime"]),
             "memory_mb": sampler.above_start_mb(), "steps": trainer.state.global_step}
 
 

@@ -100,7 +100,7 @@ def _lineage_section(found: dict | None) -> list[str]:
     summary = found.get("summary") or f"{found['rows']} rows in the training table, {found['labels']} distinct outputs."
     lines = ["", "## Training data", "", summary, ""]
     for title, key in (("By source", "by_source"), ("By origin", "by_origin"), ("By status", "by_status"),
-                       ("By round", "by_round"), ("Reviewers", "reviewers")):
+                       ("By round", "by_round"), ("Reviewers", "reviewers"), ("Reviewers", "by_reviewer")):
         if key in found:   # a preference-pairs run (train/dpo.py) has origins instead of sources and statuses
             lines += [f"### {title}", "", *_table(found[key] or {}), ""]
     return lines

@@ -187,12 +187,8 @@ def _metrics(trainer, result, cfg: dict, table: pl.DataFrame, train_rows, eval_r
 
 
 def pair_lineage(table: pl.DataFrame) -> dict:
-    """What the pairs came from, for metrics.json and the model card."""
-    def counts(name: str) -> dict:
-        if name not in table.columns:
-            return {}
-        return {str(k): v for k, v in sorted(pl.Series(table[name]).fill_null("unknown").cast(pl.Utf8)
-                                             .value_counts().iter_rows(), key=lambda kv: str(kv[0]))}
+    """What the pairs came from (by origin, reviewer and round, as their dataset card counts them), for
+    metrics.json and the model card."""
+    from seedloop.core.dataset_card import summarize
 
-    return {"rows": table.height, "summary": f"{table.height} preference pairs (chosen against rejected).",
-            "by_origin": counts("origin"), "by_round": counts("round"), "reviewers": counts("reviewer")}
+    return {**summarize(table), "summary": f"{table.height} preference pairs (chosen against rejected)."}
