@@ -137,7 +137,8 @@ def main() -> None:
                         "sentence-transformers folder; another folder adds LR on its own embeddings beside MiniLM's.")
     parser.add_argument("--work", type=Path, default=Path("out/specialist"))
     parser.add_argument("--out", type=Path, default=None)
-    parser.add_argument("overrides", nargs="*", help="Classifier settings as key=value (train/configs/classifier.yaml).")
+    parser.add_argument("overrides", nargs="*",
+                        help="Classifier settings as key=value (train/configs/classifier.yaml).")
     args = parser.parse_args()
     from train.config import parse_overrides
 
@@ -184,26 +185,27 @@ def best_lr(rows: list[dict], prefix: str = "") -> np.ndarray:
 
 
 def summarize(rows: list[dict], out: Path | None) -> None:
+    def mean(key: str) -> float:
+        return float(np.mean([r[key] for r in rows if r.get(key) is not None]))
+
     ours = np.array([r["seedloop"] for r in rows])
     best = best_lr(rows)
-    summary = {"draws": len(rows), "seedloop_mean": float(ours.mean()), "lr_mean": float(np.mean([r["lr"] for r in rows])),
-               "lr_cv_mean": float(np.mean([r["lr_cv"] for r in rows])),
-               "best_baseline_mean": float(best.mean()), "draws_at_or_above_baseline": int((ours >= best).sum()),
-               "worst_gap": float((ours - best).min()), "seedloop_seconds_mean": float(np.mean([r["seedloop_seconds"] for r in rows]))}
+    summary = {"draws": len(rows), "seedloop_mean": float(ours.mean()), "lr_mean": mean("lr"),
+               "lr_cv_mean": mean("lr_cv"), "best_baseline_mean": float(best.mean()),
+               "draws_at_or_above_baseline": int((ours >= best).sum()), "worst_gap": float((ours - best).min()),
+               "seedloop_seconds_mean": mean("seedloop_seconds")}
     if any("base_lr" in r for r in rows):   # LR on the student's own base: the fair baseline for that base
-        base_best = best_lr(rows, "base_")
-        summary.update(base_lr_mean=float(np.mean([r["base_lr"] for r in rows])),
-                       base_lr_cv_mean=float(np.mean([r["base_lr_cv"] for r in rows])),
-                       draws_at_or_above_base_lr=int((ours >= base_best).sum()))
-    if any("setfit" in r for r in rows):
-        summary["setfit_mean"] = float(np.mean([r["setfit"] for r in rows if "setfit" in r]))
-    zero = [r["zero_shot"] for r in rows if r.get("zero_shot") is not None]
-    if zero:
-        summary["zero_shot_mean"] = float(np.mean(zero))
+        summary.update(base_lr_mean=mean("base_lr"), base_lr_cv_mean=mean("base_lr_cv"),
+                       draws_at_or_above_base_lr=int((ours >= best_lr(rows, "base_")).sum()))
+    for key in ("setfit", "zero_shot"):
+        if any(r.get(key) is not None for r in rows):
+            summary[f"{key}_mean"] = mean(key)
     print(json.dumps(summary, indent=1))
     if out:
         out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps({"summary": summary, "rows": rows}, indent=1))
+        partial = out.with_name(out.name + ".partial")
+        partial.write_text(json.dumps({"summary": summary, "rows": rows}, indent=1))
+        partial.replace(out)     # a killed run leaves the last complete file, never half of one
 
 
 if __name__ == "__main__":
