@@ -39,6 +39,7 @@ import polars as pl
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from seedloop.core.atomic import write_text  # noqa: E402
 from seedloop.core.data import BANKING77  # noqa: E402
 from seedloop.core.record import new_record, to_frame  # noqa: E402
 
@@ -202,10 +203,7 @@ def summarize(rows: list[dict], out: Path | None) -> None:
             summary[f"{key}_mean"] = mean(key)
     print(json.dumps(summary, indent=1))
     if out:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        partial = out.with_name(out.name + ".partial")
-        partial.write_text(json.dumps({"summary": summary, "rows": rows}, indent=1))
-        partial.replace(out)     # a killed run leaves the last complete file, never half of one
+        write_text(out, json.dumps({"summary": summary, "rows": rows}, indent=1))   # a killed run leaves no half file
 
 
 if __name__ == "__main__":
